@@ -1,0 +1,63 @@
+"""The ``edgehisto`` command: a thin, lazily loaded group over the stage libraries.
+
+Each command lives in a small module of the stage that owns it and is imported only
+when it is invoked, so ``edgehisto classify`` never pays for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from edgehisto import __version__
+from edgehisto.errors import EdgehistoError
+
+# command name -> "module:attribute"; adding a command is one module and one entry here.
+COMMANDS: dict[str, str] = {
+    "synth": "edgehisto.train.cli_synth:synth",
+    "inspect": "edgehisto.train.cli_inspect:inspect_cmd",
+    "train": "edgehisto.train.cli_train:train",
+    "export": "edgehisto.export.cli_export:export_cmd",
+    "check-parity": "edgehisto.export.cli_parity:check_parity",
+    "classify": "edgehisto.runtime.cli_classify:classify",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgehisto")
+def cli() -> None:
+    """Edge inference for breast-histopathology tiles, with parity-checked exports."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; edgehisto errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="edgehisto", standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        sys.exit(stop.exit_code)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(usage.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except EdgehistoError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    sys.exit(0)

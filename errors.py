@@ -1,0 +1,33 @@
+"""The project's exceptions: one base, subclasses that also inherit the matching builtin."""
+
+
+class EdgehistoError(Exception):
+    """Base of every error edgehisto raises on purpose; the CLI prints these as one line."""
+
+
+class BundleError(EdgehistoError):
+    """A bundle cannot be used."""
+
+
+class BundleNotFound(BundleError, FileNotFoundError):
+    """The bundle directory or its manifest does not exist."""
+
+
+class BundleIntegrityError(BundleError, ValueError):
+    """A bundle file is missing or its sha256 differs from the manifest."""
+
+
+class UnsupportedManifest(BundleError, ValueError):
+    """The manifest's schema version or task is not one this runtime knows."""
+
+
+class InvalidImage(EdgehistoError, ValueError):
+    """A tile cannot be decoded into the RGB image the model expects."""
+
+
+class DatasetLayoutError(EdgehistoError, ValueError):
+    """A data directory is not in a layout edgehisto recognises."""
+
+
+class ExportError(EdgehistoError, RuntimeError):
+    """A model cannot be exported (unsupported layer, op without a gradient rule, ...)."""
