@@ -1,0 +1,130 @@
+"""Reading a bundle: ``manifest.json`` (the contract) plus model files checked by sha256.
+
+Manifest schema 1, the keys the runtime relies on::
+
+    schema_version: 1
+    task: "idc" | ...
+    preprocess: PreprocessSpec as a dict (the single home of the preprocessing spec)
+    entry_stage: name of the first stage to run
+    routing: {stage: {label: next_stage}} (empty for a single-stage model)
+    stages: {name: {class_names, output ("sigmoid"|"softmax"), gradcam_layer,
+                    activations_shape, n_params,
+                    files: {backbone_fp32, backbone_int8, head, head_gradient}}}
+    files: {relative path: {sha256, bytes}}
+
+Stages that name the same backbone file share it (the runtime runs it once per batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
+from edgehisto.runtime.preprocess import PreprocessSpec
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+PRECISIONS = ("fp32", "int8")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One classifier stage of a bundle."""
+
+    name: str
+    class_names: tuple[str, ...]
+    output: str
+    gradcam_layer: str
+    files: dict[str, str]
+
+    def backbone(self, precision: str) -> str:
+        return self.files[f"backbone_{precision}"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle directory and its parsed manifest."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.manifest["preprocess"])
+
+    @property
+    def stages(self) -> dict[str, StageSpec]:
+        return {
+            name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]))
+            for name, s in self.manifest["stages"].items()
+        }
+
+    @property
+    def entry_stage(self) -> str:
+        return self.manifest["entry_stage"]
+
+    @property
+    def routing(self) -> dict[str, dict[str, str]]:
+        return self.manifest.get("routing", {})
+
+    def file(self, relative: str) -> Path:
+        return self.path / relative
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read and validate a bundle; with ``verify`` every listed file's sha256 is checked.
+
+    Raises:
+        BundleNotFound: no directory or no manifest.
+        UnsupportedManifest: unknown schema version or a malformed manifest.
+        BundleIntegrityError: a listed file is missing or its sha256 differs.
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleNotFound(f"no bundle at {path} (missing {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnsupportedManifest(f"{manifest_path} is not valid JSON: {error}") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise UnsupportedManifest(
+            f"{manifest_path} has schema_version {version!r}; this edgehisto reads {SCHEMA_VERSION}"
+        )
+    missing = [key for key in ("task", "preprocess", "stages", "entry_stage", "files") if key not in manifest]
+    if missing:
+        raise UnsupportedManifest(f"{manifest_path} lacks {', '.join(missing)}")
+    bundle = Bundle(path, manifest)
+    if verify:
+        verify_files(bundle)
+    return bundle
+
+
+def verify_files(bundle: Bundle) -> None:
+    """Check every file listed in the manifest exists and matches its sha256."""
+    for relative, entry in bundle.manifest["files"].items():
+        file = bundle.file(relative)
+        if not file.is_file():
+            raise BundleIntegrityError(f"bundle file {relative} is missing from {bundle.path}")
+        actual = sha256_of(file)
+        if actual != entry["sha256"]:
+            raise BundleIntegrityError(
+                f"bundle file {relative} has sha256 {actual[:12]}..., manifest says {entry['sha256'][:12]}..."
+            )

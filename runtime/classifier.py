@@ -1,0 +1,184 @@
+"""The embeddable runtime API: load a bundle once, classify arrays or files, get Grad-CAM maps.
+
+    from edgehisto.runtime import Classifier
+    clf = Classifier("bundles/idc", precision="int8")
+    results = clf.classify_paths(["tile.png"], gradcam=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgehisto.errors import EdgehistoError
+from edgehisto.runtime.bundle import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.runtime.gradcam import gradcam, score_seed
+from edgehisto.runtime.preprocess import load_resized, normalize, resize_tile
+
+
+@dataclass
+class StageResult:
+    """One stage's output for one tile."""
+
+    stage: str
+    label: str
+    class_index: int
+    probabilities: dict[str, float]
+    cam: np.ndarray | None = None  # Grad-CAM at the target layer's resolution (float32)
+
+
+@dataclass
+class TileResult:
+    """Everything the runtime says about one tile; ``error`` is set instead when it failed."""
+
+    path: str
+    stages: list[StageResult] = field(default_factory=list)
+    error: str | None = None
+    image: np.ndarray | None = None  # the resized uint8 RGB model input, kept for overlays
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_record(self) -> dict:
+        """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities) or error."""
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        first = self.stages[0]
+        record = {"path": self.path, "label": first.label, "probabilities": first.probabilities}
+        for routed in self.stages[1:]:
+            record["subtype"] = routed.label
+            record["subtype_probabilities"] = routed.probabilities
+            record["subtype_stage"] = routed.stage
+        return record
+
+
+def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Classifier:
+    """A loaded bundle with onnxruntime CPU sessions for one precision."""
+
+    def __init__(self, bundle: Bundle | str | Path, precision: str = "fp32", threads: int | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.precision = precision
+        self.spec = self.bundle.preprocess
+        self.stages = self.bundle.stages
+        self._threads = threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+
+    def session(self, relative: str) -> ort.InferenceSession:
+        """The (lazily created, cached) onnxruntime session for one bundle file."""
+        if relative not in self._sessions:
+            self._sessions[relative] = _session(self.bundle.file(relative), self._threads)
+        return self._sessions[relative]
+
+    # -- tensors in, numbers out ---------------------------------------------------------
+    def activations(self, x: np.ndarray, stage: StageSpec) -> np.ndarray:
+        """Target-layer activations of a preprocessed batch (N, h, w, c)."""
+        return self.session(stage.backbone(self.precision)).run(None, {"image": x})[0]
+
+    def head(self, activations: np.ndarray, stage: StageSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, probabilities as (N, K)) of a stage's head."""
+        logits, probabilities = self.session(stage.files["head"]).run(["logits", "probabilities"],
+                                                                      {"activations": activations})
+        if stage.output == "sigmoid":
+            probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
+        return logits, probabilities
+
+    def gradients(self, activations: np.ndarray, stage: StageSpec, class_indices: np.ndarray) -> np.ndarray:
+        """d(class score)/d(activations) for the given class of each row (exact, from ONNX)."""
+        seed = score_seed(stage.output, len(stage.class_names), class_indices)
+        return self.session(stage.files["head_gradient"]).run(
+            ["gradient"], {"activations": activations, "seed": seed})[0]
+
+    def gradcam(self, x: np.ndarray, stage_name: str | None = None, class_indices=None) -> np.ndarray:
+        """Grad-CAM maps (N, h, w) of a preprocessed batch; default class = the predicted one."""
+        stage = self.stages[stage_name or self.bundle.entry_stage]
+        acts = self.activations(x, stage)
+        if class_indices is None:
+            class_indices = self.head(acts, stage)[1].argmax(axis=1)
+        return gradcam(acts, self.gradients(acts, stage, np.asarray(class_indices)))
+
+    # -- images in, results out ----------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(resized uint8, float model input) for 8-bit RGB arrays."""
+        resized = np.stack([resize_tile(np.asarray(image), self.spec) for image in images])
+        return resized, normalize(resized, self.spec)
+
+    def classify_arrays(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[TileResult]:
+        """Classify 8-bit RGB arrays (H, W, 3) held in memory."""
+        resized, x = self.preprocess(images)
+        results = [TileResult(path=f"<array {i}>", image=resized[i]) for i in range(len(images))]
+        self._run(x, results, gradcam)
+        return results
+
+    def classify_paths(self, paths: Iterable[str | Path], gradcam: bool = False,
+                       batch_size: int = 32) -> list[TileResult]:
+        """Classify image files in batches; a bad file gets an ``error``, the rest carry on."""
+        results = []
+        for chunk in _chunks(list(paths), batch_size):
+            loaded, batch = [], []
+            for path in chunk:
+                result = TileResult(path=str(path))
+                try:
+                    result.image = load_resized(path, self.spec)
+                except EdgehistoError as error:
+                    result.error = str(error)
+                except OSError as error:
+                    result.error = f"cannot read file: {error.strerror or error}"
+                else:
+                    loaded.append(result)
+                batch.append(result)
+            if loaded:
+                x = normalize(np.stack([r.image for r in loaded]), self.spec)
+                self._run(x, loaded, gradcam)
+            results.extend(batch)
+        return results
+
+    def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
+        """Run the entry stage, then each routed stage on the rows routed to it."""
+        rows = np.arange(len(results))
+        stage_name, acts_cache = self.bundle.entry_stage, {}
+        pending = [(stage_name, rows)]
+        while pending:
+            stage_name, rows = pending.pop(0)
+            stage = self.stages[stage_name]
+            backbone = stage.backbone(self.precision)
+            if backbone in acts_cache:  # a shared backbone (multitask) runs once per batch
+                acts = acts_cache[backbone][rows]
+            else:
+                acts = self.activations(x[rows], stage)
+                if len(rows) == len(x):
+                    acts_cache[backbone] = acts
+            _, probabilities = self.head(acts, stage)
+            predicted = probabilities.argmax(axis=1)
+            cams = gradcam(acts, self.gradients(acts, stage, predicted)) if want_cam else None
+            for i, row in enumerate(rows):
+                results[row].stages.append(StageResult(
+                    stage_name, stage.class_names[predicted[i]], int(predicted[i]),
+                    {n: float(p) for n, p in zip(stage.class_names, probabilities[i], strict=True)},
+                    None if cams is None else cams[i],
+                ))
+            for label, next_stage in self.bundle.routing.get(stage_name, {}).items():
+                index = stage.class_names.index(label)
+                routed = rows[predicted == index]
+                if len(routed):
+                    pending.append((next_stage, routed))
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,80 @@
+"""``edgehisto classify PATH... [--model BUNDLE]``: classify tiles, optionally with Grad-CAM."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("classify")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "bundle_dir", default=None, type=click.Path(path_type=Path),
+              help="Bundle directory (default: the embedded default model).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "int8"]))
+@click.option("--gradcam", "gradcam_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Write a Grad-CAM overlay PNG and the raw map (.npy) per tile and stage here.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "csv"]))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads.")
+def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gradcam_dir: Path | None,
+             fmt: str, batch_size: int, threads: int | None) -> None:
+    """Classify image files, directories or glob patterns (CPU, onnxruntime).
+
+    Exit code 0 if every tile was classified, 1 if any failed (each failure is a record with
+    an ``error``), 2 for usage errors or an unusable bundle.
+    """
+    from edgehisto.runtime.classifier import Classifier, TileResult
+    from edgehisto.runtime.inputs import expand_inputs
+    from edgehisto.runtime.registry import resolve_bundle
+
+    classifier = Classifier(resolve_bundle(bundle_dir), precision=precision, threads=threads)
+    files, unmatched = expand_inputs(list(paths))
+    results = classifier.classify_paths(files, gradcam=gradcam_dir is not None, batch_size=batch_size)
+    results += [TileResult(path=argument, error=reason) for argument, reason in unmatched]
+    if gradcam_dir is not None:
+        from edgehisto.runtime.outputs import write_gradcam_files
+
+        write_gradcam_files(results, gradcam_dir)
+    records = [r.to_record() for r in results]
+    click.echo(render(records, fmt), nl=False)
+    failed = sum(1 for r in results if not r.ok)
+    if failed:
+        click.echo(f"{failed} of {len(results)} inputs failed", err=True)
+        raise click.exceptions.Exit(1)
+
+
+def render(records: list[dict], fmt: str) -> str:
+    """Records as JSON, CSV or an aligned table (the text ends with a newline)."""
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    rows = [_flat(r) for r in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    shown = [c for c in ("path", "label", "confidence", "subtype", "subtype_confidence", "error") if c in columns]
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in shown}
+    lines = ["  ".join(c.ljust(widths[c]) for c in shown)]
+    lines += ["  ".join(str(row.get(c, "")).ljust(widths[c]) for c in shown) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _flat(record: dict) -> dict:
+    row = {"path": record["path"]}
+    if "error" in record:
+        return row | {"error": record["error"]}
+    row["label"] = record["label"]
+    row["confidence"] = f"{record['probabilities'][record['label']]:.4f}"
+    row |= {f"p_{name}": f"{p:.6f}" for name, p in record["probabilities"].items()}
+    if "subtype" in record:
+        row["subtype"] = record["subtype"]
+        row["subtype_confidence"] = f"{record['subtype_probabilities'][record['subtype']]:.4f}"
+        row |= {f"p_{name}": f"{p:.6f}" for name, p in record["subtype_probabilities"].items()}
+    return row

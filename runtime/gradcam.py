@@ -1,0 +1,54 @@
+"""Grad-CAM from activations and gradients, plus pure overlay helpers (numpy + OpenCV).
+
+The gradients come from the bundle's ``head_gradient`` graph (see ``export/onnx_grad.py``):
+d(class score)/d(activations), where the class score is the pre-activation logit.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM maps (N, h, w) from NHWC activations and gradients of the class score.
+
+    weights = spatial mean of the gradient; map = ReLU(sum over channels of weights * A).
+    """
+    weights = gradients.mean(axis=(1, 2), keepdims=True)
+    return np.maximum((weights * activations).sum(axis=-1), 0.0).astype(np.float32)
+
+
+def score_seed(output: str, n_logits: int, class_indices: np.ndarray) -> np.ndarray:
+    """d(class score)/d(logits) for each row: one-hot, or ±1 for a single-sigmoid model.
+
+    For a sigmoid model the class-1 score is the logit and the class-0 score its negative.
+    """
+    class_indices = np.asarray(class_indices)
+    if output == "sigmoid":
+        return np.where(class_indices == 1, 1.0, -1.0).astype(np.float32)[:, None]
+    seed = np.zeros((len(class_indices), n_logits), np.float32)
+    seed[np.arange(len(class_indices)), class_indices] = 1.0
+    return seed
+
+
+def normalize_map(cam: np.ndarray) -> np.ndarray:
+    """Scale one map to [0, 1] by its maximum (an all-zero map stays zero)."""
+    peak = float(cam.max()) if cam.size else 0.0
+    return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
+
+
+def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Blend a JET-coloured, upsampled Grad-CAM map over an 8-bit RGB tile (returns RGB uint8).
+
+    The caller's arrays are not modified.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"overlay needs an 8-bit RGB image, got {rgb.dtype} {rgb.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    unit = normalize_map(np.asarray(cam, np.float32))
+    resized = cv2.resize(unit, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat_bgr = cv2.applyColorMap(np.uint8(np.clip(resized, 0, 1) * 255), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(heat, alpha, rgb, 1.0 - alpha, 0.0)
