@@ -1,0 +1,86 @@
+"""Tile arrays and tf.data pipelines built on the runtime's own preprocessing functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from edgehisto.errors import EdgehistoError
+from edgehisto.runtime.preprocess import PreprocessSpec, load_resized
+from edgehisto.train.augment import random_brightness, seed_augmenter
+
+
+@dataclass
+class TileArrays:
+    """Resized uint8 tiles (N, H, W, 3) with labels; rows that failed to load are listed."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    relpaths: list[str]
+    failures: list[tuple[str, str]]
+
+
+def load_tiles(
+    root: Path,
+    relpaths: Sequence[str],
+    labels: Sequence[int],
+    spec: PreprocessSpec,
+    progress: Callable[[int, int], None] | None = None,
+) -> TileArrays:
+    """Decode, pad and resize tiles exactly as the runtime will (``load_resized``)."""
+    images, kept, kept_labels, failures = [], [], [], []
+    for index, (relpath, label) in enumerate(zip(relpaths, labels, strict=True)):
+        try:
+            images.append(load_resized(Path(root) / relpath, spec))
+        except (EdgehistoError, OSError) as error:
+            failures.append((relpath, str(error)))
+        else:
+            kept.append(relpath)
+            kept_labels.append(int(label))
+        if progress and (index + 1) % 500 == 0:
+            progress(index + 1, len(relpaths))
+    shape = (0, *spec.input_size, 3)
+    stacked = np.stack(images) if images else np.zeros(shape, np.uint8)
+    return TileArrays(stacked, np.asarray(kept_labels, np.int64), kept, failures)
+
+
+def normalize_tf(images: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
+    """TensorFlow twin of ``runtime.preprocess.normalize``: same float32 ops in the same order."""
+    x = tf.cast(images, tf.float32) * tf.constant(spec.scale, tf.float32)
+    if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
+        x = (x - tf.constant(spec.mean, tf.float32)) / tf.constant(spec.std, tf.float32)
+    return x
+
+
+def make_dataset(
+    arrays: TileArrays,
+    targets: np.ndarray,
+    spec: PreprocessSpec,
+    *,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    sample_weights: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked."""
+    tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if augment:
+        dataset = dataset.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment:
+        augmenter = seed_augmenter(seed)
+
+        def _augment(images, *rest):
+            images = tf.cast(images, tf.float32)
+            images = random_brightness(augmenter(images, training=True), seed)
+            return (normalize_tf(images, spec), *rest)
+
+        dataset = dataset.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda images, *rest: (normalize_tf(images, spec), *rest))
+    return dataset.prefetch(tf.data.AUTOTUNE)

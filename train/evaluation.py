@@ -1,0 +1,92 @@
+"""Classification metrics (scikit-learn) and the PNGs people look at: confusion matrix, curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+)
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix."""
+    labels = list(range(len(class_names)))
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=list(class_names), output_dict=True, zero_division=0
+    )
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": float(report["macro avg"]["f1-score"]),
+        "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in class_names},
+        "class_names": list(class_names),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def write_metrics(metrics: dict, out_dir: Path, stem: str, title: str) -> None:
+    """Write ``<stem>.json``, ``<stem>_confusion.csv`` and ``<stem>_confusion.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(metrics, indent=2))
+    names = metrics["class_names"]
+    with open(out_dir / f"{stem}_confusion.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true\\predicted", *names])
+        for name, row in zip(names, metrics["confusion_matrix"], strict=True):
+            writer.writerow([name, *row])
+    plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names, out_dir / f"{stem}_confusion.png", title)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
+    """Confusion matrix heat map with counts and row-normalised percentages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
+    size = 2.2 + 0.9 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center",
+                color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    """Loss and accuracy per epoch, training vs validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + metric)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + metric)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

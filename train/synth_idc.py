@@ -1,0 +1,350 @@
+"""Deterministic synthetic H&E-like IDC tiles, written in the real dataset's layout.
+
+Stains are painted as concentration maps and rendered by Beer-Lambert absorption, so stain
+jitter acts like real staining. Classes differ in tissue structure, not in colour, so a small
+CNN can learn them while mean colour alone cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from edgehisto.errors import DatasetLayoutError
+
+# Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which
+# are redder and more purple than the textbook Ruifrok & Johnston vectors.
+_HAEMATOXYLIN = np.array([0.58, 0.73, 0.37])
+_EOSIN = np.array([0.15, 0.84, 0.52])
+# Nuclei are only 1-3 px wide at 50 px; painting at 2x and area-downsampling anti-aliases them.
+_SUPERSAMPLE = 2
+_TILE = 50  # real IDC patches are 50x50 and sit on a 50 px grid starting at 1
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What a synthesize_idc run wrote."""
+
+    out_dir: Path
+    n_tiles: int
+    n_positive: int
+    n_negative: int
+    n_masks: int
+    n_undersized: int
+    patients: tuple[str, ...]
+
+
+class _TileSpec(NamedTuple):
+    """Where one tile goes and what it shows."""
+
+    patient: str
+    x: int
+    y: int
+    positive: bool
+    undersized: bool
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Zero-mean, unit-spread low-frequency noise: a coarse random grid upsampled smoothly."""
+    coarse = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
+    field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _fibres(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Collagen-like texture: white noise smeared along one direction, then gently bent."""
+    length = int(rng.integers(5, 12))
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    turn = cv2.getRotationMatrix2D(((length - 1) / 2,) * 2, float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(kernel, turn, (length, length))
+    noise = rng.standard_normal((size, size)).astype(np.float32)
+    streaks = cv2.filter2D(noise, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+    # a smooth displacement bends the streaks so they do not look ruler-straight
+    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
+    map_x = grid_x + 3 * _smooth_noise(rng, size, 3)
+    map_y = grid_y + 3 * _smooth_noise(rng, size, 3)
+    bent = cv2.remap(streaks, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return (bent - bent.mean()) / (bent.std() + 1e-6)
+
+
+def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Haematoxylin and eosin maps of fibrous stroma, with pale clefts between fibres."""
+    density = rng.uniform(0.35, 0.9)
+    texture = 0.2 * _fibres(rng, size) + 0.15 * _smooth_noise(rng, size, 3)
+    eosin = np.clip(density * (1 + texture), 0.03, None)
+    haem = rng.uniform(0.04, 0.2) * np.clip(1 + 0.4 * _smooth_noise(rng, size, 4), 0, None)
+    return haem.astype(np.float32), eosin.astype(np.float32)
+
+
+def _add_fat(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray, count: int) -> None:
+    """Punch a cluster of white fat vacuoles, separated by thin eosin membranes, in place."""
+    holes = np.zeros(haem.shape, np.uint8)
+    walls = np.zeros(haem.shape, np.uint8)
+    cluster = rng.uniform(0, haem.shape[0], 2)  # adipocytes come in lobules, not singly
+    for _ in range(count):
+        centre = tuple(int(c) for c in cluster + rng.normal(0, 0.22 * haem.shape[0], 2))
+        axes = tuple(int(a) for a in rng.uniform(0.08, 0.22, 2) * haem.shape[0])
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(holes, centre, axes, angle, 0, 360, 255, -1)
+        cv2.ellipse(walls, centre, axes, angle, 0, 360, 255, 1)
+    inside = (holes > 0) & (walls == 0)
+    haem[inside] *= 0.05
+    eosin[inside] *= 0.04
+    eosin[walls > 0] = np.maximum(eosin[walls > 0], rng.uniform(0.25, 0.5))
+
+
+def _tissue_edge(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None:
+    """Blank out the bare slide glass beyond a wavy tissue border, in place."""
+    size = haem.shape[0]
+    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * (grid_x - 0.5) + np.sin(angle) * (grid_y - 0.5)
+    glass = ramp + 0.08 * _smooth_noise(rng, size, 3) > rng.uniform(0.0, 0.4)
+    for stain in (haem, eosin):
+        stain[glass] *= 0.03
+
+
+def _draw_nuclei(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
+                 centres: np.ndarray, radius: tuple[float, float], irregularity: float,
+                 darkness: tuple[float, float], stretch: float = 1.0) -> None:
+    """Add nuclei to the haematoxylin map in place; overlaps darken, as stacked cells do."""
+    layer, scratch = np.zeros_like(haem), np.zeros_like(haem)
+    angles = np.linspace(0, 2 * np.pi, 10, endpoint=False)
+    for centre in centres:
+        # jittered radii make pleomorphic outlines; stretch makes spindly fibroblasts
+        radii = rng.uniform(*radius) * (1 + irregularity * rng.uniform(-1, 1, angles.size))
+        elongation = rng.uniform(1.0, stretch)
+        ring = radii * (np.cos(angles) * elongation + 1j * np.sin(angles) / elongation)
+        outline = ring * np.exp(1j * rng.uniform(0, np.pi)) + complex(*centre)
+        scratch.fill(0)
+        # fixed point (shift=4) keeps sub-pixel nuclei round instead of blocky
+        points = np.rint(np.stack([outline.real, outline.imag], 1) * 16).astype(np.int32)
+        cv2.fillPoly(scratch, [points], float(rng.uniform(*darkness)), shift=4)
+        layer += scratch
+    # chromatin is granular, and a nucleus pushes the pink cytoplasm aside
+    layer *= np.clip(1 + 0.25 * rng.standard_normal(layer.shape), 0.4, None).astype(np.float32)
+    haem += np.minimum(layer, 1.6 * darkness[1])
+    eosin *= np.where(layer > 0, 0.5, 1.0).astype(np.float32)
+
+
+def _points_in(rng: np.random.Generator, region: np.ndarray, count: int) -> np.ndarray:
+    """Uniform random (x, y) points inside a boolean region."""
+    ys, xs = np.nonzero(region)
+    picks = rng.integers(0, xs.size, count)
+    return np.stack([xs[picks], ys[picks]], 1) + rng.uniform(0, 1, (count, 2))
+
+
+def _blob(rng: np.random.Generator, size: int, radius: float) -> np.ndarray:
+    """Irregular blob at a random spot; it may run off the tile, as tumour nests do."""
+    cx, cy = rng.uniform(0.1, 0.9, 2) * size
+    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
+    stretch = rng.uniform(0.65, 1.5)
+    distance = np.hypot((grid_x - cx) * stretch, (grid_y - cy) / stretch) / radius
+    # the core survives the noise, so every positive has a lesion to point at
+    return (1 - distance + 0.4 * _smooth_noise(rng, size, 5) > 0) | (distance < 0.5)
+
+
+def _nest(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
+          malignant: bool) -> np.ndarray:
+    """Fill a blob with crowded epithelial cells in place and return the blob's mask."""
+    size = haem.shape[0]
+    if malignant:
+        # hard positives (a small focus, or a faint one) keep a CNN well below 100 %
+        small = rng.random() < 0.25
+        darkness = rng.uniform(0.5, 0.8) if rng.random() < 0.25 else 1.0
+        radius = size * (rng.uniform(0.12, 0.2) if small else rng.uniform(0.22, 0.55))
+        nuclei, irregularity = (1.4, 2.5), 0.3
+    else:
+        # a benign lobule or lymphoid aggregate: a lesion's colour without its big odd nuclei
+        darkness, radius = rng.uniform(0.6, 1.0), size * rng.uniform(0.15, 0.5)
+        nuclei, irregularity = (1.0, 1.7), 0.05
+    mask = _blob(rng, size, radius)
+    # epithelium replaces collagen: little eosin, a purplish cytoplasm haze between nuclei
+    eosin[mask] = rng.uniform(0.25, 0.5)
+    haem[mask] = rng.uniform(0.45, 1.0) * darkness * 0.5
+    centres = _points_in(rng, mask, int(mask.sum() * rng.uniform(0.06, 0.1)))
+    _draw_nuclei(rng, haem, eosin, centres, nuclei, irregularity,
+                 (0.6 * darkness, 1.1 * darkness), 1 + irregularity)
+    return mask
+
+
+def _inflammation(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None:
+    """A loose focus of dark round lymphocytes: a few larger nuclei in a benign tile."""
+    size = haem.shape[0]
+    count = int(rng.integers(8, 45))
+    centres = rng.uniform(0, size, 2) + rng.normal(0, rng.uniform(0.08, 0.25) * size, (count, 2))
+    _draw_nuclei(rng, haem, eosin, centres, (1.5, 2.6), 0.08, (0.8, 1.3))
+
+
+def _duct(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None:
+    """A benign duct: a pale lumen ringed by one orderly layer of small round nuclei."""
+    size = haem.shape[0]
+    box = (tuple(rng.uniform(0.15, 0.85, 2) * size), tuple(rng.uniform(0.2, 0.5, 2) * size),
+           float(rng.uniform(0, 180)))
+    lumen = cv2.ellipse(np.zeros(haem.shape, np.uint8), box, 255, -1) > 0
+    wall = cv2.ellipse(np.zeros(haem.shape, np.uint8), box, 255, int(rng.integers(4, 9))) > 0
+    lumen &= ~wall
+    eosin[wall] = rng.uniform(0.2, 0.45)
+    haem[wall] = rng.uniform(0.1, 0.2)
+    eosin[lumen] *= 0.05
+    haem[lumen] *= 0.1
+    centres = _points_in(rng, wall, int(wall.sum() * rng.uniform(0.05, 0.09)))
+    _draw_nuclei(rng, haem, eosin, centres, (1.3, 2.0), 0.08, (0.7, 1.1))
+
+
+def _to_rgb(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> np.ndarray:
+    """Beer-Lambert rendering of both stains with per-tile hue, saturation, intensity jitter."""
+    vectors = [np.abs(v + rng.normal(0, 0.07, 3)) for v in (_HAEMATOXYLIN, _EOSIN)]
+    h_vector, e_vector = (v / np.linalg.norm(v) for v in vectors)
+    density = (haem[..., None] * rng.uniform(0.65, 1.4) * h_vector
+               + eosin[..., None] * rng.uniform(0.6, 1.4) * e_vector
+               + rng.uniform(0.02, 0.09))
+    # mixing towards grey mimics faded or thin sections
+    fade = rng.uniform(0.0, 0.25)
+    density = (1 - fade) * density + fade * density.mean(-1, keepdims=True)
+    return (255 * np.exp(-density)).astype(np.float32)
+
+
+def _degrade(rng: np.random.Generator, rgb: np.ndarray, size: int) -> np.ndarray:
+    """Optics and scanner nuisance: blur, downsampling, sensor noise and a JPEG round trip."""
+    rgb = cv2.GaussianBlur(rgb, (0, 0), rng.uniform(0.3, 1.1))
+    rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = rgb + rng.normal(0, rng.uniform(1, 4), rgb.shape)
+    tile = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))]
+    _, encoded = cv2.imencode(".jpg", cv2.cvtColor(tile, cv2.COLOR_RGB2BGR), quality)
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def render_idc_tile(
+    rng: np.random.Generator, positive: bool, size: int = _TILE
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Render one RGB uint8 tile and, for a positive, its 0/255 lesion mask (else None)."""
+    canvas = size * _SUPERSAMPLE
+    haem, eosin = _stroma(rng, canvas)
+    if rng.random() < (0.3 if positive else 0.5):
+        _add_fat(rng, haem, eosin, int(rng.integers(2, 14)))
+    if rng.random() < 0.15:
+        _tissue_edge(rng, haem, eosin)
+    stromal = rng.uniform(0, canvas, (int(rng.integers(4, 30)), 2))
+    _draw_nuclei(rng, haem, eosin, stromal, (1.0, 1.8), 0.1, (0.5, 1.0), 2.2)
+    if rng.random() < (0.15 if positive else 0.3):
+        _inflammation(rng, haem, eosin)
+    if rng.random() < (0.1 if positive else 0.25):
+        _duct(rng, haem, eosin)
+    if rng.random() < (0.0 if positive else 0.35):
+        _nest(rng, haem, eosin, malignant=False)
+    # the lesion goes on last so nothing drawn later contradicts its mask
+    mask = _nest(rng, haem, eosin, malignant=True) if positive else None
+    tile = _degrade(rng, _to_rgb(rng, haem, eosin), size)
+    if mask is None:
+        return tile, None
+    area = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    small = np.where(area >= 0.5, 255, 0).astype(np.uint8)
+    small[np.unravel_index(np.argmax(area), area.shape)] = 255  # never lose a tiny lesion
+    return tile, small
+
+
+def _plan(rng: np.random.Generator, n: int, n_patients: int, positive_fraction: float,
+          undersized_fraction: float) -> list[_TileSpec]:
+    """Decide every tile's patient, slide position, class and edge cropping up front."""
+    n_patients = min(n_patients, n)
+    ids = sorted(rng.choice(np.arange(10000, 100000), n_patients, replace=False))
+    counts = 1 + rng.multinomial(n - n_patients, rng.dirichlet(np.full(n_patients, 2.0)))
+    owner = np.repeat(np.arange(n_patients), counts)
+    # a tumour burden per patient: some are almost all negative, so patient splits matter
+    burden = (rng.beta(0.6, 0.8, n_patients) + 0.02)[owner]
+    positive = np.zeros(n, bool)
+    positive[rng.choice(n, round(n * positive_fraction), replace=False,
+                        p=burden / burden.sum())] = True
+    undersized = np.zeros(n, bool)
+    undersized[rng.choice(n, round(n * undersized_fraction), replace=False)] = True
+    # distinct grid cells per slide, on a slide roomy enough to leave tissue gaps
+    sides = [int(np.ceil(np.sqrt(2 * c))) + 4 for c in counts]
+    cells = np.concatenate([rng.choice(side * side, count, replace=False)
+                            for side, count in zip(sides, counts, strict=True)])
+    sides = np.repeat(sides, counts)
+    xs, ys = _TILE * (cells % sides) + 1, _TILE * (cells // sides) + 1
+    return [_TileSpec(str(ids[o]), int(x), int(y), bool(p), bool(u))
+            for o, x, y, p, u in zip(owner, xs, ys, positive, undersized, strict=True)]
+
+
+def _restain(tile: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Apply a patient's optical-density gains to a rendered tile."""
+    density = -np.log((tile.astype(np.float32) + 1) / 256)
+    return np.clip(np.rint(256 * np.exp(-density * gains) - 1), 0, 255).astype(np.uint8)
+
+
+def _crop_edge(rng: np.random.Generator, tile: np.ndarray,
+               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cut a tile (and its mask) short, like the patches at a slide's right or bottom edge."""
+    axis = int(rng.integers(0, 2))
+    length = tile.shape[axis]
+    keep = int(rng.integers(max(1, length // 5), length))
+    if mask is not None:
+        # an edge patch of a positive must still show some of its lesion
+        first = int(np.argmax(mask.any(axis=1 - axis)))
+        keep = min(max(keep, first + 1), length - 1)
+    index = (slice(None),) * axis + (slice(0, keep),)
+    return tile[index], None if mask is None else mask[index]
+
+
+def _write(out_dir: Path, spec: _TileSpec, tile: np.ndarray, mask: np.ndarray | None) -> None:
+    """Write a tile, and its mask if any, as PATIENT/CLASS/PATIENT_idx5_xX_yY_classC.png."""
+    folder = out_dir / spec.patient / str(int(spec.positive))
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{spec.patient}_idx5_x{spec.x}_y{spec.y}_class{int(spec.positive)}"
+    images = {f"{stem}.png": cv2.cvtColor(tile, cv2.COLOR_RGB2BGR), f"{stem}_mask.png": mask}
+    for name, image in images.items():
+        if image is not None and not cv2.imwrite(str(folder / name), image):
+            raise OSError(f"could not write {folder / name}")
+
+
+def _check_request(out_dir: Path, n: int, seed: int, n_patients: int,
+                   fractions: tuple[float, float]) -> None:
+    """Reject arguments that cannot make a dataset, and output that would mix two runs."""
+    if n < 1 or n_patients < 1 or seed < 0 or not all(0 <= f <= 1 for f in fractions):
+        raise ValueError(f"need n, n_patients >= 1, seed >= 0, fractions in [0, 1]; got "
+                         f"n={n}, n_patients={n_patients}, seed={seed}, fractions={fractions}")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise DatasetLayoutError(f"{out_dir} is not empty; synthesize into a new directory")
+
+
+def synthesize_idc(
+    out_dir: Path,
+    n: int,
+    seed: int = 0,
+    n_patients: int = 8,
+    positive_fraction: float = 0.4,
+    undersized_fraction: float = 0.01,
+    progress: Callable[[int, int], None] | None = None,
+) -> SynthSummary:
+    """Write n synthetic IDC tiles, with lesion masks for positives, in the real layout."""
+    out_dir = Path(out_dir)
+    _check_request(out_dir, n, seed, n_patients, (positive_fraction, undersized_fraction))
+    rng = np.random.default_rng(seed)
+    plan = _plan(rng, n, n_patients, positive_fraction, undersized_fraction)
+    patients = tuple(sorted({spec.patient for spec in plan}))
+    # each slide was stained and scanned on its own: one optical-density gain per patient
+    gains = {p: np.clip(rng.normal(1, 0.08, 3) * rng.uniform(0.85, 1.15), 0.6, 1.5)
+             for p in patients}
+    every = max(1, n // 100)
+    for index, spec in enumerate(plan):
+        # one stream per tile, so a tile depends only on (seed, index), never on its neighbours
+        tile_rng = np.random.default_rng([seed, index])
+        tile, mask = render_idc_tile(tile_rng, spec.positive)
+        tile = _restain(tile, gains[spec.patient])
+        if spec.undersized:
+            tile, mask = _crop_edge(tile_rng, tile, mask)
+        _write(out_dir, spec, tile, mask)
+        if progress is not None and ((index + 1) % every == 0 or index + 1 == n):
+            progress(index + 1, n)
+    n_positive = sum(spec.positive for spec in plan)
+    return SynthSummary(out_dir, n, n_positive, n - n_positive, n_positive,
+                        sum(spec.undersized for spec in plan), patients)
