@@ -1,0 +1,43 @@
+"""Representative images for int8 calibration, drawn from a run's training split.
+
+One source feeds onnxruntime's ``CalibrationDataReader`` (a protocol of one method,
+``get_next() -> dict | None``) and, later, TFLite's ``representative_dataset``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from edgehisto.runtime.preprocess import PreprocessSpec, load_resized, normalize
+
+
+def calibration_images(
+    data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
+) -> np.ndarray:
+    """Preprocessed float32 images (count, h, w, 3): a seeded random draw from ``relpaths``."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(relpaths), size=min(count, len(relpaths)), replace=False)
+    tiles = [load_resized(Path(data_root) / relpaths[i], spec) for i in sorted(chosen)]
+    return normalize(np.stack(tiles), spec)
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """Feeds calibration images to onnxruntime in small batches."""
+
+    def __init__(self, images: np.ndarray, input_name: str = "image", batch_size: int = 16):
+        self._images, self._input, self._batch = images, input_name, batch_size
+        self._iterator: Iterator[dict] | None = None
+        self.rewind()
+
+    def get_next(self) -> dict | None:
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        self._iterator = (
+            {self._input: self._images[i:i + self._batch]}
+            for i in range(0, len(self._images), self._batch)
+        )

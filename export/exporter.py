@@ -1,0 +1,146 @@
+"""Run directory -> bundle: ONNX fp32/int8 backbones, fp32 heads, gradient graphs, manifest.
+
+Bundle layout (everything the runtime needs; ``manifest.json`` describes it)::
+
+    manifest.json
+    <stage>/backbone.fp32.onnx   image -> Grad-CAM layer activations
+    <stage>/backbone.int8.onnx   the same, QDQ int8
+    <stage>/head.onnx            activations -> logits, probabilities (fp32)
+    <stage>/head_gradient.onnx   activations, seed -> d(seed . logits)/d(activations)
+    reference/<stage>.keras      the Keras model the parity gates compare against
+    reference/test_split.csv     the run's held-out tiles (names only), the default parity data
+    parity.json                  the last parity report
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import onnx
+
+from edgehisto.errors import ExportError
+from edgehisto.export.calibration import calibration_images
+from edgehisto.export.convert import OPSET, split_at, to_onnx
+from edgehisto.export.onnx_grad import build_gradient_model
+from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
+from edgehisto.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_of
+from edgehisto.runtime.preprocess import PreprocessSpec
+from edgehisto.train.provenance import provenance
+from edgehisto.train.splits import read_split
+
+
+@dataclass(frozen=True)
+class StageSource:
+    """One trained stage of a run: where its Keras model is and how to read its output."""
+
+    name: str
+    model_path: Path
+    class_names: list[str]
+    output: str
+    gradcam_layer: str
+
+
+def stages_of_run(run_dir: Path, run_info: dict, gradcam_layer: str | None) -> list[StageSource]:
+    """The stages a run directory holds (the IDC run has one, named after its task)."""
+    layer = gradcam_layer or run_info["gradcam_layer"]
+    return [StageSource(run_info["task"], run_dir / "model.keras", run_info["class_names"],
+                        run_info["output"], layer)]
+
+
+def export_stage(stage: StageSource, out_dir: Path, calibration, choice: QuantizationChoice,
+                 log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Write one stage's ONNX files; returns (manifest stage entry, quantisation record)."""
+    model = keras.models.load_model(stage.model_path, compile=False)
+    parts = split_at(model, stage.gradcam_layer)
+    folder = out_dir / stage.name
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: f"{stage.name}/{name.replace('_fp32', '.fp32').replace('_int8', '.int8')}.onnx"
+             for name in ("backbone_fp32", "backbone_int8", "head", "head_gradient")}
+    log(f"[{stage.name}] converting backbone and head with tf2onnx (opset {OPSET})")
+    onnx.save(to_onnx(parts.backbone, "image", ["activations"]), out_dir / files["backbone_fp32"])
+    head = to_onnx(parts.head, "activations", ["logits", "probabilities"])
+    onnx.save(head, out_dir / files["head"])
+    onnx.save(build_gradient_model(head), out_dir / files["head_gradient"])
+    log(f"[{stage.name}] int8 quantisation, calibrated on {len(calibration)} training images")
+    record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
+                               calibration, choice)
+    reference = out_dir / "reference" / f"{stage.name}.keras"
+    reference.parent.mkdir(exist_ok=True)
+    model.save(reference)  # loaded with compile=False: no optimizer state in the bundle
+    entry = {
+        "class_names": list(stage.class_names), "output": stage.output,
+        "gradcam_layer": stage.gradcam_layer, "activations_shape": list(parts.activations_shape),
+        "n_params": int(model.count_params()), "files": files,
+        "reference_keras": f"reference/{stage.name}.keras",
+    }
+    return entry, record.to_dict()
+
+
+def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None,
+               calibration_count: int = 128, choice: QuantizationChoice | None = None,
+               log: Callable[[str], None] = print) -> Path:
+    """Export a run directory into a bundle directory and return the manifest path."""
+    choice = choice or QuantizationChoice()
+    run_info = json.loads((run_dir / "run.json").read_text())
+    spec = PreprocessSpec.from_dict(run_info["preprocess"])
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / MANIFEST).exists():
+            raise ExportError(f"{out_dir} exists and is not a bundle; refusing to overwrite it")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_split(run_dir)
+    train_rows = [r["relpath"] for r in rows if r["side"] == "train"]
+    calibration = calibration_images(Path(run_info["data_dir"]), train_rows, spec,
+                                     calibration_count, run_info["config"]["seed"])
+    stages, quantization = {}, {}
+    for stage in stages_of_run(run_dir, run_info, gradcam_layer):
+        stages[stage.name], quantization[stage.name] = export_stage(stage, out_dir, calibration, choice, log)
+    _write_test_split(out_dir / "reference" / "test_split.csv", rows)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": "edgehisto-bundle",
+        "task": run_info["task"],
+        "name": out_dir.name,
+        "preprocess": spec.to_dict(),
+        "entry_stage": next(iter(stages)),
+        "routing": run_info.get("routing", {}),
+        "stages": stages,
+        "quantization": quantization,
+        "reference": {"data_root": run_info["data_dir"], "test_split": "reference/test_split.csv"},
+        "training": {"run_dir": str(run_dir.resolve()), "config": run_info["config"],
+                     "test_metrics": _test_metrics(run_dir)},
+        "provenance": provenance({"run_dir": run_dir, "gradcam_layer": gradcam_layer,
+                                  "calibration_images": calibration_count}),
+    }
+    write_manifest(out_dir, manifest)
+    return out_dir / MANIFEST
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> None:
+    """(Re)compute every bundle file's sha256 and write ``manifest.json``."""
+    listed = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name not in (MANIFEST, "parity.json"))
+    manifest["files"] = {
+        p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in listed
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _write_test_split(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as handle:
+        handle.write("relpath,label\n")
+        for row in rows:
+            if row["side"] == "test":
+                handle.write(f"{row['relpath']},{row['label']}\n")
+
+
+def _test_metrics(run_dir: Path) -> dict | None:
+    path = run_dir / "test_metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    return {k: metrics[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1")}

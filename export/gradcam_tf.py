@@ -1,0 +1,38 @@
+"""The reference Grad-CAM, computed with TensorFlow's GradientTape from the Keras model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
+               class_indices: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Grad-CAM maps (N, h, w) of the pre-activation score of ``class_indices`` at ``layer``.
+
+    The score is the logit of the class (softmax models) or ±logit (single-sigmoid models).
+    """
+    probe = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
+    maps = []
+    for start in range(0, len(x), batch_size):
+        batch = tf.constant(x[start:start + batch_size])
+        classes = tf.constant(np.asarray(class_indices[start:start + batch_size]), tf.int32)
+        with tf.GradientTape() as tape:
+            activations, logits = probe(batch, training=False)
+            if output == "sigmoid":
+                score = logits[:, 0] * tf.where(classes == 1, 1.0, -1.0)
+            else:
+                score = tf.gather(logits, classes, batch_dims=1)
+        # Rows are independent at inference (BatchNorm uses moving statistics), so the
+        # gradient of the summed scores gives each row's own gradient.
+        grads = tape.gradient(score, activations)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        maps.append(tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)).numpy())
+    return np.concatenate(maps).astype(np.float32)
+
+
+def keras_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, K) probabilities from the Keras model; a single sigmoid becomes [1 - p, p]."""
+    raw = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
+    return np.concatenate([1.0 - raw, raw], axis=1) if raw.shape[1] == 1 else raw

@@ -1,0 +1,160 @@
+"""Parity gates: every exported stage is checked against the Keras model it came from.
+
+Gates (thresholds are options of ``check-parity``):
+* ``onnx_fp32_max_abs_prob_diff``: ONNX fp32 vs Keras, max |p_onnx - p_keras| <= 1e-4;
+* ``onnx_int8_top1_agreement``: int8 argmax equals Keras argmax on >= 97% of tiles;
+* ``onnx_int8_accuracy_drop``: Keras accuracy - int8 accuracy <= 1 point;
+* ``gradcam_fp32_min_pearson``: runtime Grad-CAM (fp32) vs GradientTape, every map r >= 0.99.
+The int8 Grad-CAM correlation is reported, not gated (int8 activations legitimately differ).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgehisto.errors import EdgehistoError
+from edgehisto.runtime.bundle import Bundle, load_bundle
+from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.preprocess import load_resized, normalize
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    fp32_max_abs_diff: float = 1e-4
+    int8_min_agreement: float = 0.97
+    int8_max_accuracy_drop: float = 0.01
+    gradcam_min_pearson: float = 0.99
+
+
+@dataclass
+class Gate:
+    stage: str
+    name: str
+    value: float
+    threshold: float
+    rule: str  # "<=" or ">="
+    passed: bool
+
+
+@dataclass
+class ParityReport:
+    bundle: str
+    data: str
+    n_tiles: int
+    n_gradcam: int
+    gates: list[Gate] = field(default_factory=list)
+    reported: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    def gate(self, stage: str, name: str, value: float, threshold: float, rule: str) -> None:
+        ok = value <= threshold if rule == "<=" else value >= threshold
+        self.gates.append(Gate(stage, name, float(value), float(threshold), rule, bool(ok)))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two maps; two (near-)constant equal maps count as r = 1, else as 0."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    scale = max(np.abs(a).max(initial=0), np.abs(b).max(initial=0), 1e-12)
+    flat_a, flat_b = np.ptp(a) <= 1e-6 * scale, np.ptp(b) <= 1e-6 * scale
+    if flat_a or flat_b:
+        return 1.0 if flat_a and flat_b and np.allclose(a, b, atol=1e-6 * scale) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
+    """(root, relpaths, labels) for parity: ``--data`` if given, else the run's test split."""
+    if data_dir is not None:
+        from edgehisto.train.datasets.idc import scan_idc
+
+        dataset = scan_idc(Path(data_dir))
+        root, relpaths, labels = dataset.root, dataset.relpaths, dataset.labels
+    else:
+        reference = bundle.manifest.get("reference", {})
+        root = Path(reference.get("data_root", ""))
+        split = bundle.file(reference.get("test_split", "reference/test_split.csv"))
+        if not split.is_file() or not root.is_dir():
+            raise EdgehistoError(f"the bundle's reference data ({root}) is not here; pass --data DIR")
+        with open(split, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
+    if len(relpaths) > limit:  # an even, deterministic subsample keeps both classes represented
+        keep = np.linspace(0, len(relpaths) - 1, limit).round().astype(int)
+        relpaths, labels = [relpaths[i] for i in keep], np.asarray(labels)[keep]
+    return Path(root), list(relpaths), np.asarray(labels)
+
+
+def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thresholds = Thresholds(),
+                 limit: int = 512, gradcam_limit: int = 64) -> ParityReport:
+    """Run every gate for every stage of a bundle; returns the report (does not raise on failure)."""
+    import keras
+
+    from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
+
+    bundle = load_bundle(bundle_dir)
+    root, relpaths, labels = labelled_tiles(bundle, data_dir, limit)
+    spec = bundle.preprocess
+    x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
+    report = ParityReport(str(bundle_dir), str(root), len(relpaths), min(gradcam_limit, len(relpaths)))
+    runtimes = {p: Classifier(bundle, precision=p) for p in ("fp32", "int8")}
+    for name, stage in bundle.stages.items():
+        model = keras.models.load_model(bundle.file(bundle.manifest["stages"][name]["reference_keras"]),
+                                        compile=False)
+        reference = keras_probabilities(model, x)
+        probs = {p: rt.head(rt.activations(x, stage), stage)[1] for p, rt in runtimes.items()}
+        report.gate(name, "onnx_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
+                    thresholds.fp32_max_abs_diff, "<=")
+        ref_top1, int8_top1 = reference.argmax(1), probs["int8"].argmax(1)
+        report.gate(name, "onnx_int8_top1_agreement", np.mean(ref_top1 == int8_top1),
+                    thresholds.int8_min_agreement, ">=")
+        keras_acc, int8_acc = np.mean(ref_top1 == labels), np.mean(int8_top1 == labels)
+        report.gate(name, "onnx_int8_accuracy_drop", keras_acc - int8_acc, thresholds.int8_max_accuracy_drop, "<=")
+        xs, classes = x[: report.n_gradcam], ref_top1[: report.n_gradcam]
+        tf_maps = tf_gradcam(model, stage.gradcam_layer, stage.output, xs, classes)
+        r = {p: [pearson(a, b) for a, b in zip(tf_maps, rt.gradcam(xs, name, classes), strict=True)]
+             for p, rt in runtimes.items()}
+        report.gate(name, "gradcam_fp32_min_pearson", min(r["fp32"]), thresholds.gradcam_min_pearson, ">=")
+        report.reported[name] = {
+            "keras_accuracy": float(keras_acc), "onnx_fp32_accuracy": float(np.mean(probs["fp32"].argmax(1) == labels)),
+            "onnx_int8_accuracy": float(int8_acc),
+            "onnx_int8_max_abs_prob_diff": float(np.abs(probs["int8"] - reference).max()),
+            "gradcam_fp32_mean_pearson": float(np.mean(r["fp32"])),
+            "gradcam_int8_mean_pearson": float(np.mean(r["int8"])),
+            "gradcam_int8_min_pearson": float(np.min(r["int8"])),
+        }
+    return report
+
+
+def write_report(bundle_dir: Path, report: ParityReport) -> Path:
+    """Write ``parity.json`` into the bundle and record the verdict in the manifest."""
+    path = Path(bundle_dir) / "parity.json"
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    manifest_path = Path(bundle_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["parity"] = {"passed": report.passed, "report": "parity.json", "n_tiles": report.n_tiles}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def format_table(report: ParityReport) -> str:
+    """The gates as an aligned text table with a verdict line."""
+    lines = [f"{'stage':<10} {'gate':<30} {'value':>12} {'rule':>4} {'threshold':>10}  result"]
+    for g in report.gates:
+        lines.append(f"{g.stage:<10} {g.name:<30} {g.value:>12.6g} {g.rule:>4} {g.threshold:>10.4g}  "
+                     f"{'PASS' if g.passed else 'FAIL'}")
+    for stage, values in report.reported.items():
+        for key, value in values.items():
+            lines.append(f"{stage:<10} {key:<30} {value:>12.6g}  (reported)")
+    verdict = "all parity gates pass" if report.passed else "PARITY FAILED"
+    lines.append(f"{verdict} ({report.n_tiles} tiles, {report.n_gradcam} Grad-CAM maps, data: {report.data})")
+    return "\n".join(lines)

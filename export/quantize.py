@@ -1,0 +1,50 @@
+"""onnxruntime static int8 quantisation of a backbone (QDQ, calibrated on training images).
+
+Choices (measured on the IDC CNN and DenseNet121, see the bench report and issue notes):
+QDQ format, activations uint8 with weights int8 (U8S8, the combination onnxruntime's x86
+kernels with VNNI are built for), per-channel weight scales, MinMax calibration.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from edgehisto.export.calibration import ImageCalibrationReader
+
+
+@dataclass(frozen=True)
+class QuantizationChoice:
+    """The recorded settings of one int8 quantisation."""
+
+    format: str = "QDQ"
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    per_channel: bool = True
+    calibration_method: str = "MinMax"
+    calibration_images: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def quantize_backbone(fp32_path: Path, int8_path: Path, images: np.ndarray,
+                      choice: QuantizationChoice) -> QuantizationChoice:
+    """Write an int8 QDQ model of ``fp32_path`` calibrated on ``images``; returns the record."""
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared), str(int8_path), ImageCalibrationReader(images),
+            quant_format=QuantFormat[choice.format],
+            activation_type=QuantType[choice.activation_type],
+            weight_type=QuantType[choice.weight_type],
+            per_channel=choice.per_channel,
+            calibrate_method=CalibrationMethod[choice.calibration_method],
+        )
+    return QuantizationChoice(**{**choice.to_dict(), "calibration_images": int(len(images))})
