@@ -1,0 +1,123 @@
+"""Shared fixtures: bad-input image files, real-data location, and one small trained pipeline.
+
+The session-scoped ``idc_run`` and ``idc_bundle`` fixtures run the real pipeline once
+(synthesise 240 tiles -> train the IDC CNN for 2 epochs -> export -> parity) and are shared by
+every test that needs a trained model or a bundle.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload)
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def _bomb_png(side: int = 20_000, rows_per_block: int = 100) -> bytes:
+    """Build a valid side x side all-black 8-bit RGB PNG without holding its pixels in memory.
+
+    Compressing 1.2 GB of rows would take seconds, so one block of ``rows_per_block`` rows is
+    deflated once and repeated: ``Z_FULL_FLUSH`` ends the block byte-aligned and with no
+    back-references into earlier data, so concatenated copies form a valid deflate stream.
+    """
+    assert side % rows_per_block == 0
+    row = bytes(1 + 3 * side)  # filter byte 0 (None) followed by black pixels
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: we add the zlib framing
+    block = deflate.compress(row * rows_per_block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    final_block = deflate.flush()
+    # Adler-32 of all-zero data: the byte sum A stays 1 and B gains 1 per byte.
+    adler = ((len(row) * side) % 65521) << 16 | 1
+    stream = b"\x78\xda" + block * (side // rows_per_block) + final_block + struct.pack(">I", adler)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", stream)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.fixture
+def bad_tiles(tmp_path: Path) -> dict[str, Path]:
+    """One .png file per bad-input case, keyed by case name, in ``tmp_path / "bad_tiles"``."""
+    rng = np.random.default_rng(0)
+    valid_png = _png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    contents = {
+        "truncated_png": valid_png[: len(valid_png) // 2],
+        "corrupt_png": PNG_SIGNATURE + rng.bytes(512),
+        "zero_byte": b"",
+        "text_as_png": b"label,path\ntumour,tiles/0001.png\n",
+        "sixteen_bit": _png(rng.integers(0, 65536, (32, 32, 3), dtype=np.uint16)),
+        "grayscale": _png(rng.integers(0, 256, (32, 32), dtype=np.uint8)),
+        "rgba": _png(rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)),
+        "one_by_one": _png(np.full((1, 1, 3), 200, np.uint8)),
+        "decompression_bomb": _bomb_png(),
+    }
+    folder = tmp_path / "bad_tiles"
+    folder.mkdir()
+    paths = {}
+    for name, data in contents.items():
+        paths[name] = folder / f"{name}.png"
+        paths[name].write_bytes(data)
+    return paths
+
+
+@pytest.fixture
+def good_tile(tmp_path: Path) -> Path:
+    """A valid 50x50 8-bit RGB PNG with random content."""
+    path = tmp_path / "good_tile.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (50, 50, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), pixels)
+    return path
+
+
+SHARED_IDC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "idc"
+needs_shared_idc = pytest.mark.skipif(not SHARED_IDC.is_dir(), reason="../shared/data/idc is absent")
+
+
+@pytest.fixture(scope="session")
+def synth_idc_dir(tmp_path_factory) -> Path:
+    """240 synthetic IDC tiles from 6 patients (numpy + OpenCV only)."""
+    from edgehisto.train.synth_idc import synthesize_idc
+
+    out = tmp_path_factory.mktemp("synth_idc")
+    synthesize_idc(out, 240, seed=0, n_patients=6)
+    return out
+
+
+@pytest.fixture(scope="session")
+def idc_run(synth_idc_dir, tmp_path_factory) -> Path:
+    """A run directory: the 128x128 IDC CNN trained for 2 epochs on the synthetic tiles."""
+    from edgehisto.train.idc import TrainConfig, train_idc
+
+    run_dir = tmp_path_factory.mktemp("runs") / "idc"
+    train_idc(synth_idc_dir, run_dir, TrainConfig(epochs=2, verbose=0), log=lambda _: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def idc_bundle(idc_run, tmp_path_factory) -> Path:
+    """The exported bundle of ``idc_run`` with its parity report written."""
+    from edgehisto.export.exporter import export_run
+    from edgehisto.export.parity import check_parity, write_report
+
+    bundle = tmp_path_factory.mktemp("bundles") / "idc"
+    export_run(idc_run, bundle, calibration_count=64, log=lambda _: None)
+    write_report(bundle, check_parity(bundle))
+    return bundle
