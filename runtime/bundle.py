@@ -28,6 +28,8 @@ from edgehisto.runtime.preprocess import PreprocessSpec
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "int8")
+STAGE_KEYS = ("class_names", "output", "gradcam_layer", "files")
+FILE_ROLES = ("backbone_fp32", "backbone_int8", "head", "head_gradient")
 
 
 def sha256_of(path: Path) -> str:
@@ -111,10 +113,23 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     missing = [key for key in ("task", "preprocess", "stages", "entry_stage", "files") if key not in manifest]
     if missing:
         raise UnsupportedManifest(f"{manifest_path} lacks {', '.join(missing)}")
+    _check_stages(manifest, manifest_path)
     bundle = Bundle(path, manifest)
     if verify:
         verify_files(bundle)
     return bundle
+
+
+def _check_stages(manifest: dict, manifest_path: Path) -> None:
+    """Raise ``UnsupportedManifest`` for stage entries the runtime would trip over later."""
+    stages = manifest["stages"]
+    if not isinstance(stages, dict) or manifest["entry_stage"] not in stages:
+        raise UnsupportedManifest(f"{manifest_path}: entry_stage {manifest['entry_stage']!r} is not a stage")
+    for name, stage in stages.items():
+        lacking = [key for key in STAGE_KEYS if key not in stage]
+        lacking += [f"files.{role}" for role in FILE_ROLES if role not in stage.get("files", {})]
+        if lacking:
+            raise UnsupportedManifest(f"{manifest_path}: stage {name!r} lacks {', '.join(lacking)}")
 
 
 def verify_files(bundle: Bundle) -> None:
