@@ -7,6 +7,8 @@ Bundle layout (everything the runtime needs; ``manifest.json`` describes it)::
     <stage>/backbone.int8.onnx   the same, QDQ int8
     <stage>/head.onnx            activations -> logits, probabilities (fp32)
     <stage>/head_gradient.onnx   activations, seed -> d(seed . logits)/d(activations)
+    <stage>/model.fp32.tflite    the whole model for LiteRT, float32
+    <stage>/model.int8.tflite    the whole model, full-integer int8 (int8 input and output)
     reference/<stage>.keras      the Keras model the parity gates compare against
     reference/test_split.csv     the run's held-out tiles (names only), the default parity data
     parity.json                  the last parity report
@@ -28,6 +30,7 @@ from edgehisto.export.calibration import calibration_images
 from edgehisto.export.convert import OPSET, split_at, to_onnx
 from edgehisto.export.onnx_grad import build_gradient_model
 from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
+from edgehisto.export.tflite import convert_tflite_fp32, convert_tflite_int8
 from edgehisto.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_of
 from edgehisto.runtime.preprocess import PreprocessSpec
 from edgehisto.train.provenance import provenance
@@ -69,6 +72,10 @@ def export_stage(stage: StageSource, out_dir: Path, calibration, choice: Quantiz
     log(f"[{stage.name}] int8 quantisation, calibrated on {len(calibration)} training images")
     record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
                                calibration, choice)
+    log(f"[{stage.name}] TFLite fp32 and full-integer int8 (same calibration images)")
+    files["tflite_fp32"], files["tflite_int8"] = (f"{stage.name}/model.{p}.tflite" for p in ("fp32", "int8"))
+    convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
+    convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
     reference = out_dir / "reference" / f"{stage.name}.keras"
     reference.parent.mkdir(exist_ok=True)
     model.save(reference)  # loaded with compile=False: no optimizer state in the bundle

@@ -4,6 +4,8 @@ Gates (thresholds are options of ``check-parity``):
 * ``onnx_fp32_max_abs_prob_diff``: ONNX fp32 vs Keras, max |p_onnx - p_keras| <= 1e-4;
 * ``onnx_int8_top1_agreement``: int8 argmax equals Keras argmax on >= 97% of tiles;
 * ``onnx_int8_accuracy_drop``: Keras accuracy - int8 accuracy <= 1 point;
+* ``tflite_fp32_max_abs_prob_diff``, ``tflite_int8_top1_agreement``, ``tflite_int8_accuracy_drop``:
+  the same three gates for the LiteRT (TFLite) fp32 and full-integer int8 files;
 * ``gradcam_fp32_min_pearson``: runtime Grad-CAM (fp32) vs GradientTape, every map r >= 0.99.
 The int8 Grad-CAM correlation is reported, not gated (int8 activations legitimately differ).
 """
@@ -119,20 +121,41 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
                     thresholds.int8_min_agreement, ">=")
         keras_acc, int8_acc = np.mean(ref_top1 == labels), np.mean(int8_top1 == labels)
         report.gate(name, "onnx_int8_accuracy_drop", keras_acc - int8_acc, thresholds.int8_max_accuracy_drop, "<=")
+        if "tflite_fp32" in stage.files:
+            _tflite_gates(report, bundle, stage, x, reference, labels, thresholds)
         xs, classes = x[: report.n_gradcam], ref_top1[: report.n_gradcam]
         tf_maps = tf_gradcam(model, stage.gradcam_layer, stage.output, xs, classes)
         r = {p: [pearson(a, b) for a, b in zip(tf_maps, rt.gradcam(xs, name, classes), strict=True)]
              for p, rt in runtimes.items()}
         report.gate(name, "gradcam_fp32_min_pearson", min(r["fp32"]), thresholds.gradcam_min_pearson, ">=")
-        report.reported[name] = {
+        report.reported.setdefault(name, {}).update({
             "keras_accuracy": float(keras_acc), "onnx_fp32_accuracy": float(np.mean(probs["fp32"].argmax(1) == labels)),
             "onnx_int8_accuracy": float(int8_acc),
             "onnx_int8_max_abs_prob_diff": float(np.abs(probs["int8"] - reference).max()),
             "gradcam_fp32_mean_pearson": float(np.mean(r["fp32"])),
             "gradcam_int8_mean_pearson": float(np.mean(r["int8"])),
             "gradcam_int8_min_pearson": float(np.min(r["int8"])),
-        }
+        })
     return report
+
+
+def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, reference: np.ndarray,
+                  labels: np.ndarray, thresholds: Thresholds) -> None:
+    """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
+    from edgehisto.export.litert_runner import LiteRTModel, probabilities
+
+    probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"])).predict(x), stage.output)
+             for p in ("fp32", "int8")}
+    report.gate(stage.name, "tflite_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
+                thresholds.fp32_max_abs_diff, "<=")
+    top1 = probs["int8"].argmax(1)
+    report.gate(stage.name, "tflite_int8_top1_agreement", np.mean(top1 == reference.argmax(1)),
+                thresholds.int8_min_agreement, ">=")
+    report.gate(stage.name, "tflite_int8_accuracy_drop",
+                np.mean(reference.argmax(1) == labels) - np.mean(top1 == labels),
+                thresholds.int8_max_accuracy_drop, "<=")
+    report.reported.setdefault(stage.name, {})["tflite_int8_max_abs_prob_diff"] = float(
+        np.abs(probs["int8"] - reference).max())
 
 
 def write_report(bundle_dir: Path, report: ParityReport) -> Path:

@@ -46,8 +46,9 @@ def test_training_writes_a_complete_run_directory(idc_run):
 def test_export_passes_every_parity_gate(idc_bundle):
     report = json.loads((idc_bundle / "parity.json").read_text())
     names = {gate["name"] for gate in report["gates"]}
-    assert names == {"onnx_fp32_max_abs_prob_diff", "onnx_int8_top1_agreement",
-                     "onnx_int8_accuracy_drop", "gradcam_fp32_min_pearson"}
+    assert names == {"onnx_fp32_max_abs_prob_diff", "onnx_int8_top1_agreement", "onnx_int8_accuracy_drop",
+                     "tflite_fp32_max_abs_prob_diff", "tflite_int8_top1_agreement", "tflite_int8_accuracy_drop",
+                     "gradcam_fp32_min_pearson"}
     assert report["passed"], report["gates"]
 
 
