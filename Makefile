@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,15 @@ demo: install
 	$(VENV)/bin/edgehisto classify "$(OUT)/data/*/1/*_x1_*.png" "$(OUT)/data/*/0/*_x1_*.png" \
 		--model $(OUT)/bundle --precision int8 --gradcam $(OUT)/gradcam
 	@echo "Grad-CAM overlays and maps: $(OUT)/gradcam"
+
+# Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots), then the
+# pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
+SHARED_IDC := ../shared/data/idc
+BENCH_BUNDLES ?=
+BENCH_DATA ?= $(if $(wildcard $(SHARED_IDC)/README.md),--data $(SHARED_IDC),)
+bench: install
+	$(VENV)/bin/edgehisto bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports
+	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .ruff_cache

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "classify": "edgehisto.runtime.cli_classify:classify",
+    "evaluate": "edgehisto.train.cli_evaluate:evaluate",
+    "bench": "edgehisto.bench.cli_bench:bench",
 }
 
 

@@ -1,0 +1,35 @@
+"""``edgehisto bench [BUNDLE...] [--data DIR] [--out reports]``: variants side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command("bench")
+@click.argument("bundles", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Labelled data (default: each bundle's recorded test split).")
+@click.option("--out", "out_dir", default=Path("reports"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3),
+              help="Timed repetitions per latency measurement.")
+@click.option("--limit", default=512, show_default=True, type=click.IntRange(min=8),
+              help="Labelled tiles used for accuracy (evenly subsampled).")
+def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repeats: int, limit: int) -> None:
+    """Benchmark Keras, ONNX and TFLite, fp32 and int8, for each bundle (default: the embedded model)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.bench.report import write_reports
+    from edgehisto.bench.run import BenchConfig, run_bench
+    from edgehisto.runtime.registry import resolve_bundle
+
+    chosen = list(bundles) or [resolve_bundle(None).path]
+    report = run_bench(chosen, data_dir, BenchConfig(repeats=repeats, limit=limit),
+                       log=lambda line: click.echo(line, err=True))
+    for path in write_reports(report, out_dir):
+        click.echo(f"wrote {path}")
+    missed = [t for b in report["bundles"] for t in b["targets"] if not t["met"]]
+    for t in missed:
+        click.echo(f"target missed: {t['target']}: {t['value']:.3g} (target {t['rule']} {t['threshold']})", err=True)

@@ -1,0 +1,142 @@
+"""One bench run: every variant of every bundle stage, measured side by side on one machine.
+
+Accuracy numbers come from a labelled set; latencies are wall-clock medians in the same run,
+so the targets are judged as ratios between variants, not as absolute times.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgehisto.bench.timing import latency_ms, throughput, whole_process
+from edgehisto.bench.variants import VARIANTS, make_variant
+from edgehisto.runtime.bundle import load_bundle
+from edgehisto.runtime.preprocess import load_resized, normalize
+
+KERAS_SCRIPT = """
+import sys, json, numpy as np, keras
+from edgehisto.runtime.bundle import load_bundle
+from edgehisto.runtime.preprocess import load_resized, normalize
+bundle = load_bundle(sys.argv[1], verify=False)
+stage = bundle.manifest["stages"][bundle.entry_stage]
+model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
+x = normalize(load_resized(sys.argv[2], bundle.preprocess), bundle.preprocess)[None]
+print(json.dumps(model.predict(x, verbose=0).tolist()))
+"""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    repeats: int = 50
+    batch: int = 32
+    limit: int = 512
+    process_repeats: int = 3
+
+
+def machine_info() -> dict:
+    """CPU model, core count, platform and tool versions."""
+    from edgehisto.train.provenance import tool_versions
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    model, flags = (names[0] if names else platform.processor()), cpuinfo
+    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "avx512_vnni": "avx512_vnni" in flags,
+            "versions": tool_versions(("edgehisto", "tensorflow-cpu", "keras", "onnxruntime", "ai-edge-litert",
+                                       "numpy", "opencv-python-headless"))}
+
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    predicted = probs.argmax(1)
+    return {"accuracy": float(accuracy_score(labels, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+            "agreement_with_keras": float(np.mean(predicted == reference.argmax(1)))}
+
+
+def bench_stage(bundle, stage, x, labels, config: BenchConfig, log: Callable[[str], None]) -> dict:
+    """All variants of one stage: accuracy, batch-1 latency at 1 and all threads, throughput, size."""
+    rows, reference, one, batch = {}, None, x[:1], x[: config.batch]
+    for kind in VARIANTS:
+        log(f"  {stage.name}: {kind}")
+        default = make_variant(kind, bundle, stage, threads=None)
+        probs = default.predict(x)
+        reference = probs if kind == "keras_fp32" else reference
+        row = {"size_mb": sum(p.stat().st_size for p in default.files()) / 1e6, **_accuracy(probs, labels, reference)}
+        row["latency_all_threads"] = latency_ms(lambda v=default: v.predict(one), config.repeats)
+        if kind != "keras_fp32":  # TF's thread pools are fixed at start-up: one setting per process
+            single = make_variant(kind, bundle, stage, threads=1)
+            row["latency_1_thread"] = latency_ms(lambda v=single: v.predict(one), config.repeats)
+        row["throughput_tiles_per_s"] = throughput(lambda v=default: v.predict(batch), len(batch),
+                                                   max(2, config.repeats // 10))
+        if kind.startswith("onnx"):
+            cam = latency_ms(lambda v=default: v.gradcam(one), config.repeats)
+            row["gradcam_latency"] = cam
+            row["gradcam_cost_ratio"] = cam["median_ms"] / row["latency_all_threads"]["median_ms"]
+        rows[kind] = row
+    return rows
+
+
+def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
+                 log: Callable[[str], None] = print) -> dict:
+    """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
+    from edgehisto.export.parity import labelled_tiles
+
+    bundle = load_bundle(bundle_dir)
+    root, relpaths, labels = labelled_tiles(bundle, data_dir, config.limit)
+    spec = bundle.preprocess
+    x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
+    log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
+    result = {"bundle": str(bundle_dir), "task": bundle.task, "data": str(root), "n_tiles": len(x),
+              "stages": {name: bench_stage(bundle, stage, x, labels, config, log)
+                         for name, stage in bundle.stages.items()}}
+    tile = str(root / relpaths[0])
+    log("  whole-process cold start and peak RSS")
+    result["process"] = {
+        f"classify_{p}": whole_process([sys.executable, "-m", "edgehisto", "classify", tile, "--model",
+                                        str(bundle_dir), "--precision", p, "--format", "json"],
+                                       config.process_repeats)
+        for p in ("fp32", "int8")
+    }
+    result["process"]["keras_predict"] = whole_process([sys.executable, "-c", KERAS_SCRIPT, str(bundle_dir), tile],
+                                                      config.process_repeats)
+    result["targets"] = evaluate_targets(result)
+    return result
+
+
+def evaluate_targets(result: dict) -> list[dict]:
+    """The issue's targets, judged from this run's numbers (ratios where timing is involved)."""
+    targets = []
+
+    def target(name, value, threshold, rule, note=""):
+        ok = value <= threshold if rule == "<=" else value >= threshold
+        targets.append({"target": name, "value": float(value), "threshold": threshold, "rule": rule,
+                        "met": bool(ok), "note": note})
+
+    for stage, rows in result["stages"].items():
+        med = {k: r["latency_all_threads"]["median_ms"] for k, r in rows.items()}
+        target(f"{stage}: ONNX int8 latency / TFLite int8 latency", med["onnx_int8"] / med["tflite_int8"], 1.0, "<=")
+        target(f"{stage}: Keras predict latency / ONNX int8 latency", med["keras_fp32"] / med["onnx_int8"], 20.0, ">=")
+        for kind in ("onnx_int8", "tflite_int8"):
+            drop = rows["keras_fp32"]["accuracy"] - rows[kind]["accuracy"]
+            target(f"{stage}: {kind} accuracy drop (points)", 100 * drop, 1.0, "<=")
+    cold = result["process"]["classify_int8"]
+    target("cold `edgehisto classify tile.png` (s)", cold["seconds"], 1.0, "<=")
+    target("peak RSS of classify (MB)", cold["peak_rss_mb"], 250.0, "<=")
+    return targets
+
+
+def run_bench(bundles: list[Path], data_dir: Path | None, config: BenchConfig,
+              log: Callable[[str], None] = print) -> dict:
+    """Bench several bundles and return the whole machine-readable report."""
+    return {"machine": machine_info(), "config": asdict(config),
+            "bundles": [bench_bundle(b, data_dir, config, log) for b in bundles]}

@@ -1,0 +1,94 @@
+"""The model variants a bench run compares, behind one small protocol: ``predict(x) -> probs``.
+
+Keras fp32 is the reference; ONNX fp32/int8 run through the runtime's own ``Classifier``
+(backbone + head sessions, as ``classify`` does); TFLite fp32/int8 run with LiteRT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgehisto.runtime.bundle import Bundle, StageSpec
+from edgehisto.runtime.classifier import Classifier
+
+VARIANTS = ("keras_fp32", "onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
+
+
+class Variant(Protocol):
+    name: str
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def files(self) -> list[Path]: ...
+
+
+@dataclass
+class OnnxVariant:
+    name: str
+    classifier: Classifier
+    stage: StageSpec
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classifier.head(self.classifier.activations(x, self.stage), self.stage)[1]
+
+    def gradcam(self, x: np.ndarray) -> np.ndarray:
+        return self.classifier.gradcam(x, self.stage.name)
+
+    def files(self) -> list[Path]:
+        bundle = self.classifier.bundle
+        names = [self.stage.backbone(self.classifier.precision), self.stage.files["head"]]
+        return [bundle.file(n) for n in names]
+
+
+@dataclass
+class TFLiteVariant:
+    name: str
+    path: Path
+    output: str
+    threads: int | None
+
+    def __post_init__(self):
+        from edgehisto.export.litert_runner import LiteRTModel
+
+        self.model = LiteRTModel(self.path, threads=self.threads)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        from edgehisto.export.litert_runner import probabilities
+
+        return probabilities(self.model.predict(x), self.output)
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+
+@dataclass
+class KerasVariant:
+    name: str
+    path: Path
+    output: str
+
+    def __post_init__(self):
+        import keras
+
+        self.model = keras.models.load_model(self.path, compile=False)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.model.predict(x, verbose=0), np.float64)
+        return np.concatenate([1.0 - raw, raw], axis=1) if self.output == "sigmoid" else raw
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+
+def make_variant(kind: str, bundle: Bundle, stage: StageSpec, threads: int | None) -> Variant:
+    """Build one variant of a bundle stage; ``threads=None`` means the engine's default (all cores)."""
+    if kind == "keras_fp32":
+        return KerasVariant(kind, bundle.file(bundle.manifest["stages"][stage.name]["reference_keras"]), stage.output)
+    engine, precision = kind.split("_")
+    if engine == "onnx":
+        return OnnxVariant(kind, Classifier(bundle, precision=precision, threads=threads), stage)
+    return TFLiteVariant(kind, bundle.file(stage.files[f"tflite_{precision}"]), stage.output, threads)
