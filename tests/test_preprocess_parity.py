@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_IDC, needs_shared_idc
 
 pytest.importorskip("tensorflow")

@@ -30,3 +30,21 @@ def random_brightness(images: tf.Tensor, seed: int, low: float = 0.8, high: floa
     batch = tf.shape(images)[0]
     factors = tf.random.uniform([batch, 1, 1, 1], low, high, seed=seed)
     return tf.clip_by_value(images * factors, 0.0, 255.0)
+
+
+def stain_jitter(images: tf.Tensor, seed: int, hue: float = 0.06, saturation: float = 0.35,
+                 gain: float = 0.12) -> tf.Tensor:
+    """Per-image colour jitter in HSV plus per-channel gains, on 0..255 float RGB batches.
+
+    Not part of the seed's recipe: patients differ mostly in H&E staining, so colour jitter is
+    what lets a model trained on a few patients hold up on unseen ones (``--stain-augment``).
+    """
+    batch = tf.shape(images)[0]
+    hsv = tf.image.rgb_to_hsv(images / 255.0)
+    h_shift = tf.random.uniform([batch, 1, 1], -hue, hue, seed=seed + 10)
+    s_scale = tf.random.uniform([batch, 1, 1], 1 - saturation, 1 + saturation, seed=seed + 11)
+    h = tf.math.floormod(hsv[..., 0] + h_shift, 1.0)
+    s = tf.clip_by_value(hsv[..., 1] * s_scale, 0.0, 1.0)
+    rgb = tf.image.hsv_to_rgb(tf.stack([h, s, hsv[..., 2]], axis=-1)) * 255.0
+    gains = tf.random.uniform([batch, 1, 1, 3], 1 - gain, 1 + gain, seed=seed + 12)
+    return tf.clip_by_value(rgb * gains, 0.0, 255.0)

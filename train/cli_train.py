@@ -29,6 +29,8 @@ def train() -> None:
 @click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
 @click.option("--class-weights/--no-class-weights", default=False, show_default=True,
               help="Weight the loss by inverse class frequency of the training split.")
+@click.option("--stain-augment/--no-stain-augment", default=False, show_default=True,
+              help="Add per-image H&E colour jitter to the augmentation (helps on unseen patients).")
 @click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1),
               help="EarlyStopping patience on val_loss (best weights are restored).")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.preprocess import PreprocessSpec, load_resized
-from edgehisto.train.augment import random_brightness, seed_augmenter
+from edgehisto.train.augment import random_brightness, seed_augmenter, stain_jitter
 
 
 @dataclass
@@ -64,9 +64,13 @@ def make_dataset(
     batch_size: int,
     augment: bool,
     seed: int,
+    stain: bool = False,
     sample_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked."""
+    """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked.
+
+    ``stain`` adds colour jitter on top of the seed's geometric/brightness augmentation.
+    """
     tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
     if augment:
@@ -78,6 +82,8 @@ def make_dataset(
         def _augment(images, *rest):
             images = tf.cast(images, tf.float32)
             images = random_brightness(augmenter(images, training=True), seed)
+            if stain:
+                images = stain_jitter(images, seed)
             return (normalize_tf(images, spec), *rest)
 
         dataset = dataset.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -61,7 +61,8 @@ def fit_and_save(
         y = arrays[side].labels
         return y.astype(np.float32)[:, None] if run_info["output"] == "sigmoid" else keras.utils.to_categorical(y, len(class_names))
 
-    train_ds = make_dataset(arrays["train"], targets("train"), spec, batch_size=config.batch_size, augment=True, seed=config.seed)
+    train_ds = make_dataset(arrays["train"], targets("train"), spec, batch_size=config.batch_size, augment=True,
+                            seed=config.seed, stain=config.stain_augment)
     val_ds = make_dataset(arrays["val"], targets("val"), spec, batch_size=config.batch_size, augment=False, seed=config.seed)
     weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
     callbacks = [

@@ -34,6 +34,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     class_weights: bool = False
+    stain_augment: bool = False
     patience: int = 5
     seed: int = 0
     verbose: int = 2

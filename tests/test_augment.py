@@ -1,0 +1,48 @@
+"""Training augmentation: only on the train pipeline, value ranges kept, colour jitter does change colour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _arrays(n=8, size=32):
+    from edgehisto.train.data import TileArrays
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(40, 220, (n, size, size, 3), dtype=np.uint8)
+    return TileArrays(images, np.zeros(n, np.int64), [f"t{i}.png" for i in range(n)], [])
+
+
+def test_training_pipeline_augments_and_stays_in_the_unit_range():
+    from edgehisto.runtime.preprocess import PreprocessSpec, normalize
+    from edgehisto.train.data import make_dataset
+
+    spec, arrays = PreprocessSpec(input_size=(32, 32)), _arrays()
+    dataset = make_dataset(arrays, arrays.labels, spec, batch_size=8, augment=True, seed=1, stain=True)
+    x, _ = next(iter(dataset))
+    assert x.shape == (8, 32, 32, 3) and float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 1.0
+    assert not np.allclose(np.sort(x.numpy().ravel()), np.sort(normalize(arrays.images, spec).ravel()))
+
+
+def test_validation_pipeline_is_not_augmented():
+    from edgehisto.runtime.preprocess import PreprocessSpec, normalize
+    from edgehisto.train.data import make_dataset
+
+    spec, arrays = PreprocessSpec(input_size=(32, 32)), _arrays()
+    x, _ = next(iter(make_dataset(arrays, arrays.labels, spec, batch_size=8, augment=False, seed=1)))
+    np.testing.assert_array_equal(x.numpy(), normalize(arrays.images, spec))
+
+
+def test_stain_jitter_changes_colour_but_not_geometry():
+    from edgehisto.train.augment import stain_jitter
+
+    images = tf.constant(np.tile(np.array([200.0, 120.0, 180.0], np.float32), (4, 16, 16, 1)))
+    jittered = stain_jitter(images, seed=3).numpy()
+    assert jittered.shape == images.shape
+    assert jittered.min() >= 0 and jittered.max() <= 255
+    per_image = jittered.reshape(4, -1, 3)
+    assert np.allclose(per_image, per_image[:, :1])  # every pixel of a flat tile stays equal
+    assert np.abs(jittered - images.numpy()).max() > 1.0
