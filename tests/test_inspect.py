@@ -87,3 +87,85 @@ def test_cli_on_a_non_dataset_directory_exits_2_with_one_line(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: no known dataset layout")
+
+
+BREAST = "BreaKHis_v1/histology_slides/breast"
+
+
+@pytest.fixture
+def tiny_breakhis(tmp_path: Path) -> Path:
+    """Four BreaKHis images in three folders of two slides, one mask, one misplaced image."""
+    root = tmp_path / "breakhis"
+    benign = f"{BREAST}/benign/SOB/adenosis/SOB_B_A_14-22549AB"
+    ductal = f"{BREAST}/malignant/SOB/ductal_carcinoma/SOB_M_DC_14-13412"
+    lobular = f"{BREAST}/malignant/SOB/lobular_carcinoma/SOB_M_LC_14-13412"
+    write_tile(root, f"{benign}/40X/SOB_B_A-14-22549AB-40-001.png", size=(46, 70))
+    write_tile(root, f"{benign}/400X/SOB_B_A-14-22549AB-400-001.png", size=(460, 700))
+    write_tile(root, f"{ductal}/40X/SOB_M_DC-14-13412-40-001.png", size=(460, 700))
+    write_tile(root, f"{ductal}/40X/SOB_M_DC-14-13412-40-001_mask.png", size=(460, 700))
+    write_tile(root, f"{lobular}/100X/SOB_M_LC-14-13412-100-001.png", size=(460, 700))
+    write_tile(root, f"{lobular}/200X/SOB_M_LC-14-13412-100-002.png", size=(460, 700))
+    return root
+
+
+def test_library_summary_of_a_tiny_breakhis_tree(tiny_breakhis: Path) -> None:
+    summary = inspect_dataset(tiny_breakhis)
+    assert summary["layout"] == "breakhis"
+    assert summary["n_tiles"] == 4
+    assert summary["binary_counts"] == {"benign": 2, "malignant": 2}
+    assert summary["subtype_counts"]["A"] == 2 and summary["subtype_counts"]["PC"] == 0
+    assert summary["magnification_counts"] == {"40": 2, "100": 1, "200": 0, "400": 1}
+    assert summary["subtypes"]["DC"] == {
+        "name": "ductal_carcinoma",
+        "label": "malignant",
+        "magnification_counts": {"40": 1, "100": 0, "200": 0, "400": 0},
+        "total": 1,
+    }
+    assert summary["n_patient_folders"] == 3 and summary["n_slides"] == 2
+    assert summary["patient_folders"]["SOB_B_A_14-22549AB"]["slide"] == "14-22549"
+    assert summary["slides"]["14-13412"] == {
+        "tiles": 2,
+        "patient_folders": ["SOB_M_DC_14-13412", "SOB_M_LC_14-13412"],
+    }
+    assert summary["split_key"] == "slide"
+    assert summary["n_off_size"] == 1 and summary["off_size"][0]["width"] == 70
+    assert summary["n_masks"] == 1
+    assert summary["n_problems"] == 1
+    assert summary["problems"][0]["path"].endswith("200X/SOB_M_LC-14-13412-100-002.png")
+    assert "'200X'" in summary["problems"][0]["reason"]
+    assert json.loads(json.dumps(summary)) == summary
+
+
+@pytest.mark.parametrize("below", ["", "BreaKHis_v1", BREAST], ids=["above", "v1", "breast"])
+def test_breakhis_is_recognised_from_any_folder_down_to_breast(
+    tiny_breakhis: Path, below: str
+) -> None:
+    summary = inspect_dataset(tiny_breakhis / below)
+    assert (summary["layout"], summary["n_tiles"]) == ("breakhis", 4)
+
+
+def test_cli_prints_breakhis_tables(tiny_breakhis: Path) -> None:
+    result = CliRunner().invoke(cli, ["inspect", str(tiny_breakhis)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "layout:   breakhis" in lines
+    header = next(line for line in lines if line.startswith("subtype"))
+    assert header.split()[-5:] == ["40X", "100X", "200X", "400X", "total"]
+    row = next(line for line in lines if line.startswith("DC (ductal_carcinoma)"))
+    assert row.split()[-6:] == ["malignant", "1", "0", "0", "0", "1"]
+    assert "3 patient folders, 2 numeric slide ids" in result.output
+    assert "  14-13412: SOB_M_DC_14-13412, SOB_M_LC_14-13412" in lines
+    folder = next(line for line in lines if line.startswith("SOB_B_A_14-22549AB"))
+    assert folder.split() == ["SOB_B_A_14-22549AB", "14-22549", "1", "0", "0", "1", "2"]
+    assert "SOB_B_A-14-22549AB-40-001.png  70x46" in result.output
+    assert "masks attached: 1" in lines
+    assert "SOB_M_LC-14-13412-100-002.png" in result.output
+
+
+def test_cli_prints_breakhis_json_on_request(tiny_breakhis: Path) -> None:
+    result = CliRunner().invoke(cli, ["inspect", str(tiny_breakhis), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["layout"] == "breakhis"
+    assert summary["binary_counts"] == {"benign": 2, "malignant": 2}
+    assert summary["n_slides"] == 2

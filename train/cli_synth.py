@@ -45,6 +45,7 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
         shown = 0
 
         def advance(done: int, _total: int) -> None:
+            """Move the bar to `done`; the library reports totals, the bar wants steps."""
             nonlocal shown
             bar.update(done - shown)
             shown = done
@@ -57,5 +58,52 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
         f"wrote {summary.n_tiles} tiles ({summary.n_positive} positive, "
         f"{summary.n_negative} negative, {summary.n_masks} masks, "
         f"{summary.n_undersized} undersized) for {len(summary.patients)} patients "
+        f"to {summary.out_dir}"
+    )
+
+
+@synth.command("breakhis")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="New or empty directory to write BreaKHis_v1/histology_slides/breast/... into.",
+)
+@click.option("--n", "n", required=True, type=click.IntRange(min=1), help="Number of images.")
+@click.option("--seed", required=True, type=click.IntRange(min=0), help="Same seed, same bytes.")
+@click.option(
+    "--patients-per-subtype",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Patient folders per subtype (3+ adds a second section of one slide).",
+)
+def breakhis(out_dir: Path, n: int, seed: int, patients_per_subtype: int) -> None:
+    """Write N 700x460 H&E-like BreaKHis images: 8 subtypes x 40/100/200/400X, real layout.
+
+    Malignant images also get a <stem>_mask.png lesion mask.
+    """
+    # imported here so that `edgehisto --help` does not pay for OpenCV
+    from edgehisto.train.synth_breakhis import synthesize_breakhis
+
+    stderr = click.get_text_stream("stderr")
+    with click.progressbar(length=n, label="synthesizing BreaKHis images", file=stderr) as bar:
+        shown = 0
+
+        def advance(done: int, _total: int) -> None:
+            """Move the bar to `done`; the library reports totals, the bar wants steps."""
+            nonlocal shown
+            bar.update(done - shown)
+            shown = done
+
+        summary = synthesize_breakhis(
+            out_dir, n, seed=seed, n_patients_per_subtype=patients_per_subtype, progress=advance
+        )
+    counts = summary.binary_counts
+    click.echo(
+        f"wrote {summary.n_images} images ({counts['benign']} benign, "
+        f"{counts['malignant']} malignant, {summary.n_masks} masks) for "
+        f"{len(summary.patient_folders)} patient folders ({len(summary.slides)} slides) "
         f"to {summary.out_dir}"
     )

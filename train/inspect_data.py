@@ -1,11 +1,13 @@
 """Detect a data directory's layout and summarise it as plain, JSON-serialisable data.
 
 Each known layout is one ``Layout`` entry in ``LAYOUTS``: a cheap ``detect(root)`` check and a
-``summarize(root)`` that reads the data. Adding BreakHis later is one more entry.
+``summarize(root)`` that reads the data. Count tables use string keys (``"40"``, ``"0"``) so
+the summary survives a JSON round trip unchanged.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +54,81 @@ def _summarize_idc(root: Path) -> dict:
         ],
         "n_masks": dataset.n_masks,
         "n_problems": len(dataset.problems),
-        "problems": [
-            {"path": _display_path(problem.path, root), "reason": problem.reason}
-            for problem in dataset.problems
-        ],
+        "problems": _problem_rows(dataset.problems, root),
     }
+
+
+def _detect_breakhis(root: Path) -> bool:
+    """True if root (or a folder down to ``breast`` below it) looks like BreaKHis."""
+    from edgehisto.train.datasets.breakhis import looks_like_breakhis
+
+    return looks_like_breakhis(root)
+
+
+def _summarize_breakhis(root: Path) -> dict:
+    """Scan a BreaKHis tree: counts by label, subtype, magnification, patient folder, slide."""
+    from edgehisto.train.datasets.breakhis import (
+        BINARY_CLASSES,
+        DEFAULT_SPLIT_KEY,
+        MAGNIFICATIONS,
+        MALIGNANT_SUBTYPES,
+        SUBTYPE_NAMES,
+        scan_breakhis,
+    )
+
+    dataset = scan_breakhis(root)
+    by_subtype = Counter((tile.subtype, tile.magnification) for tile in dataset.tiles)
+    by_folder = Counter((tile.patient_folder, tile.magnification) for tile in dataset.tiles)
+    folders = {tile.patient_folder: tile for tile in dataset.tiles}
+    slide_counts = dataset.slide_counts
+    return {
+        "n_tiles": len(dataset.tiles),
+        "binary_counts": dataset.binary_counts,
+        "subtype_counts": dataset.subtype_counts,
+        "magnification_counts": {str(m): n for m, n in dataset.magnification_counts.items()},
+        "subtypes": {
+            code: {
+                "name": SUBTYPE_NAMES[code],
+                "label": BINARY_CLASSES[code in MALIGNANT_SUBTYPES],
+                "magnification_counts": {str(m): by_subtype[code, m] for m in MAGNIFICATIONS},
+                "total": total,
+            }
+            for code, total in dataset.subtype_counts.items()
+        },
+        "n_patient_folders": len(folders),
+        "patient_folders": {
+            name: {
+                "label": folders[name].label,
+                "subtype": folders[name].subtype,
+                "slide": folders[name].slide,
+                "magnification_counts": {str(m): by_folder[name, m] for m in MAGNIFICATIONS},
+                "total": total,
+            }
+            for name, total in dataset.patient_folder_counts.items()
+        },
+        "n_slides": len(slide_counts),
+        "slides": {
+            slide: {"tiles": slide_counts[slide], "patient_folders": names}
+            for slide, names in dataset.slide_folders.items()
+        },
+        "split_key": DEFAULT_SPLIT_KEY,
+        "n_off_size": len(dataset.off_size),
+        "off_size": [
+            {"relpath": tile.relpath, "width": tile.width, "height": tile.height}
+            for tile in dataset.off_size
+        ],
+        "n_masks": dataset.n_masks,
+        "n_problems": len(dataset.problems),
+        "problems": _problem_rows(dataset.problems, root),
+    }
+
+
+def _problem_rows(problems: list, root: Path) -> list[dict]:
+    """Problems as {path relative to root, reason} dicts."""
+    return [
+        {"path": _display_path(problem.path, root), "reason": problem.reason}
+        for problem in problems
+    ]
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -72,6 +144,12 @@ LAYOUTS: dict[str, Layout] = {
         description="IDC patches: PATIENT/0|1/PATIENT_idx5_xX_yY_classC.png",
         detect=_detect_idc,
         summarize=_summarize_idc,
+    ),
+    "breakhis": Layout(
+        description="BreaKHis v1: BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/"
+        "<subtype>/SOB_<B|M>_<SUB>_<YY>-<SLIDE>/<MAG>X/*.png",
+        detect=_detect_breakhis,
+        summarize=_summarize_breakhis,
     ),
 }
 
