@@ -31,7 +31,7 @@ def test_unknown_model_name_lists_the_valid_ones():
 
 
 def test_training_writes_a_complete_run_directory(idc_run):
-    for name in ("model.keras", "run.json", "history.csv", "history.json", "curves.png", "split.csv",
+    for name in ("model.keras", "run.json", "model_history.csv", "model_history.json", "model_curves.png", "split.csv",
                  "split.json", "test_metrics.json", "test_metrics_confusion.csv", "test_metrics_confusion.png"):
         assert (idc_run / name).is_file(), name
     run = json.loads((idc_run / "run.json").read_text())
@@ -76,8 +76,9 @@ def test_parity_catches_a_bundle_whose_onnx_does_not_match_its_keras_model(idc_b
     copy = tmp_path / "bundle"
     shutil.copytree(idc_bundle, copy)
     keras.utils.set_random_seed(123)
-    create_model("idc_cnn").save(copy / "reference" / "idc.keras")  # a different network
-    write_manifest(copy, json.loads((copy / "manifest.json").read_text()))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    create_model("idc_cnn").save(copy / manifest["stages"]["idc"]["reference_keras"])  # a different network
+    write_manifest(copy, manifest)
     report = check_parity(copy, limit=24, gradcam_limit=4)
     failed = {g.name for g in report.gates if not g.passed}
     assert "onnx_fp32_max_abs_prob_diff" in failed and not report.passed

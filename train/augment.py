@@ -22,6 +22,19 @@ def seed_augmenter(seed: int) -> keras.Sequential:
     )
 
 
+def breakhis_augmenter(seed: int) -> keras.Sequential:
+    """The BreaKHis seed's augmentation: horizontal flips, small rotations and zooms, minor contrast."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomContrast(0.1, seed=seed + 3),
+        ],
+        name="augmentation",
+    )
+
+
 def random_brightness(images: tf.Tensor, seed: int, low: float = 0.8, high: float = 1.2) -> tf.Tensor:
     """Multiply each image by a factor in [low, high] and clip to the uint8 range.
 

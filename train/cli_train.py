@@ -45,3 +45,48 @@ def train_idc_cmd(data_dir: Path, run_dir: Path, split_method: str, **options) -
         f"{run_dir}: test accuracy {metrics['accuracy']:.4f}, "
         f"balanced accuracy {metrics['balanced_accuracy']:.4f} on {metrics['n']} tiles"
     )
+
+
+@train.command("breakhis")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to create (one .keras per stage, histories, split, metrics).")
+@click.option("--arch", default="hierarchy", show_default=True, type=click.Choice(["hierarchy", "multitask"]),
+              help="hierarchy: three DenseNet121 models (the seed); multitask: one shared backbone, three heads.")
+@click.option("--input-size", default=128, show_default=True, type=click.IntRange(32, 512))
+@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--learning-rate", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--split", "split_method", default="patient", show_default=True, type=click.Choice(["patient", "image"]),
+              help="patient: grouped by --split-key, stratified by subtype; image: the seed's image-level split.")
+@click.option("--split-key", default="slide", show_default=True, type=click.Choice(["slide", "patient_folder"]),
+              help="slide: numeric slide id (leak-safe: 82 folders share 70 ids); patient_folder: folder name.")
+@click.option("--magnification", "magnifications", multiple=True, type=click.Choice(["40", "100", "200", "400"]),
+              help="Keep only these magnifications (repeatable; default all).")
+@click.option("--class-weights/--no-class-weights", default=True, show_default=True,
+              help="Balanced class weights for the subtype stages.")
+@click.option("--weights", default=None,
+              help="Backbone weights: 'imagenet' (local Keras cache file only) or a weight file path. Default: from scratch.")
+@click.option("--fine-tune-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="With --weights: after the head, fine-tune the last dense block this many epochs.")
+@click.option("--stain-augment/--no-stain-augment", default=False, show_default=True)
+@click.option("--val-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
+@click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
+@click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+def train_breakhis_cmd(data_dir: Path, run_dir: Path, split_method: str, magnifications: tuple[str, ...],
+                       **options) -> None:
+    """Train the BreaKHis DenseNet121 hierarchy (binary -> benign or malignant subtype)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.train.breakhis import BreakhisConfig, train_breakhis
+
+    if options["weights"] not in (None, "imagenet") and not Path(options["weights"]).is_file():
+        raise click.BadParameter(f"{options['weights']} is not a file", param_hint="--weights")
+    config = BreakhisConfig(split=split_method, magnifications=tuple(int(m) for m in magnifications) or None,
+                            **options)
+    try:
+        metrics = train_breakhis(data_dir, run_dir, config, log=lambda line: click.echo(line, err=True))
+    except FileNotFoundError as missing:
+        raise click.ClickException(str(missing)) from None
+    for stage, m in metrics.items():
+        click.echo(f"{run_dir}: {stage}: accuracy {m['accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}")

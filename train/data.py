@@ -11,7 +11,12 @@ import tensorflow as tf
 
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.preprocess import PreprocessSpec, load_resized
-from edgehisto.train.augment import random_brightness, seed_augmenter, stain_jitter
+from edgehisto.train.augment import (
+    breakhis_augmenter,
+    random_brightness,
+    seed_augmenter,
+    stain_jitter,
+)
 
 
 @dataclass
@@ -65,11 +70,14 @@ def make_dataset(
     augment: bool,
     seed: int,
     stain: bool = False,
-    sample_weights: np.ndarray | None = None,
+    recipe: str = "idc",
+    sample_weights=None,
 ) -> tf.data.Dataset:
     """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked.
 
-    ``stain`` adds colour jitter on top of the seed's geometric/brightness augmentation.
+    ``recipe`` picks the seed's augmentation ("idc": rotation/zoom/shift/flip/brightness;
+    "breakhis": flip/small rotation/zoom/contrast); ``stain`` adds colour jitter on top.
+    ``targets`` and ``sample_weights`` may be dicts keyed by output name (multitask models).
     """
     tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
@@ -77,11 +85,13 @@ def make_dataset(
         dataset = dataset.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if augment:
-        augmenter = seed_augmenter(seed)
+        augmenter = seed_augmenter(seed) if recipe == "idc" else breakhis_augmenter(seed)
 
         def _augment(images, *rest):
-            images = tf.cast(images, tf.float32)
-            images = random_brightness(augmenter(images, training=True), seed)
+            images = augmenter(tf.cast(images, tf.float32), training=True)
+            if recipe == "idc":
+                images = random_brightness(images, seed)
+            images = tf.clip_by_value(images, 0.0, 255.0)
             if stain:
                 images = stain_jitter(images, seed)
             return (normalize_tf(images, spec), *rest)

@@ -1,4 +1,4 @@
-"""The shared fit -> save -> evaluate loop behind every ``train`` command."""
+"""The shared pieces behind every ``train`` command: tiles per split side, fit, save, evaluate."""
 
 from __future__ import annotations
 
@@ -30,62 +30,74 @@ def predict_probabilities(model, dataset) -> np.ndarray:
     return raw
 
 
-def fit_and_save(
-    model,
-    root: Path,
-    relpaths: Sequence[str],
-    labels: np.ndarray,
-    sides: np.ndarray,
-    spec: PreprocessSpec,
-    config,
-    run_dir: Path,
-    run_info: dict,
-    log: Callable[[str], None],
-) -> dict:
-    """Load tiles, fit with the seed's callbacks, then write model, history, curves and metrics."""
-    import keras
+def load_sides(root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: np.ndarray,
+               spec: PreprocessSpec, log: Callable[[str], None]) -> dict:
+    """Resized uint8 tiles for each split side (decoded once, kept in memory)."""
+    from edgehisto.train.data import load_tiles
 
-    from edgehisto.train.data import load_tiles, make_dataset
-    from edgehisto.train.evaluation import classification_metrics, plot_history, write_metrics
-    from edgehisto.train.provenance import provenance
-
-    class_names = run_info["class_names"]
     arrays = {}
     for side in ("train", "val", "test"):
         mask = sides == side
         chosen = [p for p, m in zip(relpaths, mask, strict=True) if m]
         arrays[side] = load_tiles(root, chosen, labels[mask], spec)
         log(f"{side}: {len(arrays[side].labels)} tiles loaded, {len(arrays[side].failures)} unreadable")
+    return arrays
 
-    def targets(side):
-        y = arrays[side].labels
-        return y.astype(np.float32)[:, None] if run_info["output"] == "sigmoid" else keras.utils.to_categorical(y, len(class_names))
 
-    train_ds = make_dataset(arrays["train"], targets("train"), spec, batch_size=config.batch_size, augment=True,
-                            seed=config.seed, stain=config.stain_augment)
-    val_ds = make_dataset(arrays["val"], targets("val"), spec, batch_size=config.batch_size, augment=False, seed=config.seed)
-    weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
-    callbacks = [
+def seed_callbacks(config, history_csv: Path) -> list:
+    """ReduceLROnPlateau + EarlyStopping (best weights restored) on val_loss, and a CSV log."""
+    import keras
+
+    return [
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1),
         keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        keras.callbacks.CSVLogger(str(history_csv)),
     ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=weights,
-                        callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    model.save(run_dir / "model.keras")
-    clean_history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    (run_dir / "history.json").write_text(json.dumps(clean_history, indent=2))
-    plot_history(clean_history, run_dir / "curves.png")
 
-    test_ds = make_dataset(arrays["test"], targets("test"), spec, batch_size=config.batch_size, augment=False, seed=config.seed)
-    probabilities = predict_probabilities(model, test_ds)
+
+def fit_model(model, train_ds, val_ds, config, run_dir: Path, stem: str, class_weight=None,
+              steps_per_epoch: int | None = None) -> dict:
+    """Fit with the seed's callbacks, save ``<stem>.keras``, history JSON/CSV and curves PNG."""
+    from edgehisto.train.evaluation import plot_history
+
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=class_weight,
+                        callbacks=seed_callbacks(config, run_dir / f"{stem}_history.csv"),
+                        verbose=config.verbose, shuffle=False, steps_per_epoch=steps_per_epoch)
+    model.save(run_dir / f"{stem}.keras")
+    clean = {k: [float(v) for v in values] for k, values in history.history.items()}
+    (run_dir / f"{stem}_history.json").write_text(json.dumps(clean, indent=2))
+    plot_history(clean, run_dir / f"{stem}_curves.png")
+    return clean
+
+
+def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: np.ndarray,
+                 spec: PreprocessSpec, config, run_dir: Path, run_info: dict,
+                 log: Callable[[str], None]) -> dict:
+    """Single-model training (IDC): fit, then write model, history, curves, metrics and run.json."""
+    import keras
+
+    from edgehisto.train.data import make_dataset
+    from edgehisto.train.evaluation import classification_metrics, write_metrics
+    from edgehisto.train.provenance import provenance
+
+    class_names = run_info["class_names"]
+    arrays = load_sides(root, relpaths, labels, sides, spec, log)
+
+    def dataset(side, augment):
+        y = arrays[side].labels
+        y = y.astype(np.float32)[:, None] if run_info["output"] == "sigmoid" else keras.utils.to_categorical(y, len(class_names))
+        return make_dataset(arrays[side], y, spec, batch_size=config.batch_size, augment=augment,
+                            seed=config.seed, stain=augment and config.stain_augment)
+
+    weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
+    history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights)
+    probabilities = predict_probabilities(model, dataset("test", False))
     metrics = classification_metrics(arrays["test"].labels, probabilities.argmax(axis=1), class_names)
     write_metrics(metrics, run_dir, "test_metrics", f"{run_info['task']} test split")
     run_info = dict(run_info, class_weight=weights, n_params=int(model.count_params()),
-                    epochs_run=len(clean_history.get("loss", [])),
+                    epochs_run=len(history.get("loss", [])),
                     load_failures={s: a.failures for s, a in arrays.items()},
                     provenance=provenance(run_info["config"]))
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     log(f"test accuracy {metrics['accuracy']:.4f}, balanced {metrics['balanced_accuracy']:.4f} -> {run_dir}")
     return metrics
-

@@ -1,0 +1,232 @@
+"""Training the BreaKHis DenseNet121 hierarchy (three models) or its multitask variant.
+
+``hierarchy``: a binary benign/malignant model routes a tile to a 4-class benign-subtype model
+(A, F, PT, TA) or a 4-class malignant-subtype model (DC, LC, MC, PC), as in the seed.
+``multitask``: one shared backbone with three heads trained jointly; the subtype losses are
+masked by the true binary label, so at inference the backbone runs once per tile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgehisto.runtime.preprocess import PreprocessSpec
+from edgehisto.train.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SUBTYPE_STAGES = ("benign_subtype", "malignant_subtype")
+
+
+@dataclass
+class BreakhisConfig:
+    """The seed's recipe by default; every field is a ``train breakhis`` option."""
+
+    arch: str = "hierarchy"  # or "multitask"
+    input_size: int = 128
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    split: str = "patient"  # "patient" (grouped by split_key, stratified by subtype) or "image"
+    split_key: str = "slide"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    magnifications: tuple[int, ...] | None = None
+    class_weights: bool = True  # subtype stages (the seed's subtype models collapsed onto F and DC)
+    weights: str | None = None  # None: from scratch; "imagenet" or a path: a local weight file
+    fine_tune_epochs: int = 0  # with weights: train the head first, then the last dense block
+    stain_augment: bool = False
+    patience: int = 5
+    seed: int = 0
+    verbose: int = 2
+
+
+def breakhis_preprocess_spec(input_size: int) -> PreprocessSpec:
+    """DenseNet ("torch") preprocessing: RGB, area-resize the whole image, /255, ImageNet mean/std."""
+    return PreprocessSpec(
+        input_size=(input_size, input_size), scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        resize_method="area",
+        notes=["The whole 700x460 image is resized to a square (aspect ratio not kept), as in the seed; "
+               "INTER_AREA because this is a strong downsampling."],
+    )
+
+
+def _compile(model, config: BreakhisConfig, learning_rate: float | None = None) -> None:
+    import keras
+
+    losses = {name: "categorical_crossentropy" for name in model.output_names} if len(model.outputs) > 1 \
+        else "categorical_crossentropy"
+    metrics = {name: ["accuracy"] for name in model.output_names} if len(model.outputs) > 1 else ["accuracy"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=losses,
+                  metrics=metrics)
+
+
+def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((len(labels), n), np.float32)
+    valid = labels >= 0
+    out[np.flatnonzero(valid), labels[valid]] = 1.0
+    return out
+
+
+def _subset(arrays, rows: np.ndarray):
+    from edgehisto.train.data import TileArrays
+
+    return TileArrays(arrays.images[rows], arrays.labels[rows], [arrays.relpaths[i] for i in rows], [])
+
+
+def _train_hierarchy(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, log) -> tuple[dict, dict]:
+    """Fit the three stage models; returns (stage -> model, stage -> class weights)."""
+    from edgehisto.train.data import make_dataset
+    from edgehisto.train.fit import class_weight_map
+    from edgehisto.train.models import create_model
+
+    models, weights_used = {}, {}
+    for stage, classes in BREAKHIS.stages.items():
+        data = {}
+        for side in ("train", "val"):
+            y = BREAKHIS.stage_labels(arrays[side].labels)[stage]
+            rows = np.flatnonzero(y >= 0)
+            data[side] = make_dataset(_subset(arrays[side], rows), _onehot(y[rows], len(classes)), spec,
+                                      batch_size=config.batch_size, augment=side == "train", seed=config.seed,
+                                      stain=side == "train" and config.stain_augment, recipe="breakhis")
+        train_y = BREAKHIS.stage_labels(arrays["train"].labels)[stage]
+        weights = class_weight_map(train_y[train_y >= 0], len(classes)) \
+            if config.class_weights and stage in SUBTYPE_STAGES else None
+        log(f"[{stage}] {int((train_y >= 0).sum())} training tiles, class weights {weights}")
+        model = create_model("densenet121", n_classes=len(classes), input_size=config.input_size,
+                             weights=config.weights)
+        _fit_with_optional_fine_tune(model, data, config, run_dir, stage, weights)
+        models[stage], weights_used[stage] = model, weights
+    return models, weights_used
+
+
+def _fit_with_optional_fine_tune(model, data, config, run_dir, stem, weights) -> None:
+    """From scratch: train everything. With pretrained weights and fine-tune epochs: head first,
+    then unfreeze the last dense block (``conv5_*``) at a tenth of the learning rate."""
+    from edgehisto.train.fit import fit_model
+
+    pretrained = config.weights is not None and config.fine_tune_epochs > 0
+    if pretrained:
+        for layer in model.layers:
+            layer.trainable = not (layer.name.startswith(("conv", "pool", "bn", "relu", "zero_padding")))
+    _compile(model, config)
+    fit_model(model, data["train"], data["val"], config, run_dir, stem, weights)
+    if pretrained:
+        for layer in model.layers:
+            layer.trainable = layer.trainable or layer.name.startswith(("conv5", "bn", "relu"))
+        _compile(model, config, config.learning_rate / 10)
+        tuned = BreakhisConfig(**{**asdict(config), "epochs": config.fine_tune_epochs})
+        fit_model(model, data["train"], data["val"], tuned, run_dir, f"{stem}_finetune", weights)
+
+
+def _train_multitask(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, log):
+    """Fit one backbone with three heads; subtype losses masked by the true binary label."""
+    from edgehisto.train.data import make_dataset
+    from edgehisto.train.fit import class_weight_map
+    from edgehisto.train.models import create_model
+
+    model = create_model("densenet121_multitask", input_size=config.input_size, weights=config.weights)
+    train_labels = BREAKHIS.stage_labels(arrays["train"].labels)
+    class_weights = {s: class_weight_map(train_labels[s][train_labels[s] >= 0], len(c))
+                     if config.class_weights and s in SUBTYPE_STAGES else None
+                     for s, c in BREAKHIS.stages.items()}
+    data = {}
+    for side in ("train", "val"):
+        labels = BREAKHIS.stage_labels(arrays[side].labels)
+        targets = {f"{s}_probabilities": _onehot(labels[s], len(c)) for s, c in BREAKHIS.stages.items()}
+        weights = {}
+        for s in BREAKHIS.stages:
+            w = np.where(labels[s] >= 0, 1.0, 0.0).astype(np.float32)
+            if class_weights[s]:
+                w *= np.array([class_weights[s].get(int(v), 0.0) for v in labels[s]], np.float32)
+            weights[f"{s}_probabilities"] = w
+        data[side] = make_dataset(arrays[side], targets, spec, batch_size=config.batch_size,
+                                  augment=side == "train", seed=config.seed, recipe="breakhis",
+                                  stain=side == "train" and config.stain_augment, sample_weights=weights)
+    log(f"[multitask] {len(arrays['train'].labels)} training tiles, subtype class weights {class_weights}")
+    _fit_with_optional_fine_tune(model, data, config, run_dir, "multitask", None)
+    return model, class_weights
+
+
+def _stage_probabilities(models: dict, x_dataset, arch: str) -> dict[str, np.ndarray]:
+    if arch == "multitask":
+        raw = models["multitask"].predict(x_dataset, verbose=0)
+        return {s: np.asarray(raw[f"{s}_probabilities"]) for s in BREAKHIS.stages}
+    return {s: np.asarray(m.predict(x_dataset, verbose=0)) for s, m in models.items()}
+
+
+def evaluate_hierarchy(models: dict, arrays, spec, config: BreakhisConfig, run_dir: Path) -> dict:
+    """Test-split metrics per stage (on tiles the stage applies to) and end-to-end 8-class."""
+    from edgehisto.train.data import make_dataset
+    from edgehisto.train.evaluation import classification_metrics, write_metrics
+
+    test = arrays["test"]
+    dataset = make_dataset(test, test.labels, spec, batch_size=config.batch_size, augment=False, seed=0)
+    probabilities = _stage_probabilities(models, dataset.map(lambda x, _: x), config.arch)
+    truth = BREAKHIS.stage_labels(test.labels)
+    results = {}
+    for stage, classes in BREAKHIS.stages.items():
+        rows = truth[stage] >= 0
+        metrics = classification_metrics(truth[stage][rows], probabilities[stage][rows].argmax(1), classes)
+        write_metrics(metrics, run_dir, f"test_{stage}", f"{stage} (test, true routing)")
+        results[stage] = metrics
+    routed = routed_labels(BREAKHIS, {s: p.argmax(1) for s, p in probabilities.items()})
+    results["end_to_end"] = classification_metrics(test.labels, routed, END_TO_END_CLASSES["breakhis"])
+    write_metrics(results["end_to_end"], run_dir, "test_end_to_end", "8-class end to end (test, routed)")
+    return results
+
+
+def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
+                   log: Callable[[str], None] = print) -> dict:
+    """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``."""
+    import keras
+
+    from edgehisto.train.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.train.fit import load_sides
+    from edgehisto.train.idc import split_sides
+    from edgehisto.train.provenance import provenance
+    from edgehisto.train.splits import summarize_split, write_split
+
+    keras.utils.set_random_seed(config.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mags = set(config.magnifications) if config.magnifications else None
+    dataset = scan_breakhis(data_dir, magnifications=mags)
+    labels, groups = breakhis_labels(dataset), split_groups(dataset, config.split_key)
+    log(f"found {len(dataset)} images, {len(dataset.problems)} problem files")
+    sides = split_sides(labels, groups, config)
+    key = config.split_key if config.split == "patient" else "image"
+    summary = summarize_split(sides, labels, groups, key=key, method=config.split, seed=config.seed)
+    write_split(run_dir, dataset.relpaths, labels, groups, sides, summary)
+    spec = breakhis_preprocess_spec(config.input_size)
+    arrays = load_sides(dataset.root, dataset.relpaths, labels, sides, spec, log)
+    if config.arch == "multitask":
+        model, weights = _train_multitask(arrays, spec, config, run_dir, log)
+        models = {"multitask": model}
+    else:
+        models, weights = _train_hierarchy(arrays, spec, config, run_dir, log)
+    metrics = evaluate_hierarchy(models, arrays, spec, config, run_dir)
+    run_info = {
+        "task": "breakhis", "arch": config.arch, "preprocess": spec.to_dict(), "config": asdict(config),
+        "data_dir": str(Path(data_dir).resolve()), "routing": BREAKHIS.routing,
+        "stages": [_stage_entry(stage, classes, config.arch) for stage, classes in BREAKHIS.stages.items()],
+        "class_weight": weights, "n_params": {k: int(m.count_params()) for k, m in models.items()},
+        "provenance": provenance(asdict(config)),
+        "problems": [{"path": str(p.path), "reason": p.reason} for p in dataset.problems],
+    }
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+    e2e = metrics["end_to_end"]
+    log(f"end-to-end 8-class test accuracy {e2e['accuracy']:.4f} (balanced {e2e['balanced_accuracy']:.4f})")
+    return metrics
+
+
+def _stage_entry(stage: str, classes: tuple[str, ...], arch: str) -> dict:
+    multitask = arch == "multitask"
+    prefix = f"{stage}_" if multitask else ""
+    return {"name": stage, "model_file": "multitask.keras" if multitask else f"{stage}.keras",
+            "class_names": list(classes), "output": "softmax", "gradcam_layer": "relu",
+            "logits_layer": f"{prefix}logits", "probabilities_layer": f"{prefix}probabilities"}
