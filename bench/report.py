@@ -34,6 +34,14 @@ def markdown(report: dict) -> str:
                     f"{_fmt(r['throughput_tiles_per_s'], 0)} | "
                     f"{(_fmt(r['gradcam_cost_ratio']) + 'x') if 'gradcam_cost_ratio' in r else '—'} |")
             lines.append("")
+        if "routed" in bundle:
+            lines += ["### routed end to end (batch 1)", "",
+                      "| variant | accuracy (8-class) | agreement w/ Keras | latency ms median / p95 |", "|---|---|---|---|"]
+            for kind, r in bundle["routed"].items():
+                lat = r["latency_all_threads"]
+                lines.append(f"| {kind} | {_fmt(r['accuracy'], 4)} | {_fmt(r['agreement_with_keras'], 4)} | "
+                             f"{_fmt(lat['median_ms'])} / {_fmt(lat['p95_ms'])} |")
+            lines.append("")
         lines += ["### whole process (median of runs)", "", "| command | wall s | peak RSS MB |", "|---|---|---|"]
         for name, p in bundle["process"].items():
             lines.append(f"| {name} | {_fmt(p['seconds'])} | {_fmt(p['peak_rss_mb'], 0)} |")

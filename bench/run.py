@@ -27,6 +27,8 @@ from edgehisto.runtime.preprocess import load_resized, normalize
 bundle = load_bundle(sys.argv[1], verify=False)
 stage = bundle.manifest["stages"][bundle.entry_stage]
 model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
+layer = stage.get("reference_outputs", {}).get("probabilities", "probabilities")
+model = keras.Model(model.input, model.get_layer(layer).output)
 x = normalize(load_resized(sys.argv[2], bundle.preprocess), bundle.preprocess)[None]
 print(json.dumps(model.predict(x, verbose=0).tolist()))
 """
@@ -86,6 +88,38 @@ def bench_stage(bundle, stage, x, labels, config: BenchConfig, log: Callable[[st
     return rows
 
 
+def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig) -> dict:
+    """End-to-end routed classification: Keras (stage models in turn) vs the ONNX runtime."""
+    from edgehisto.runtime.classifier import Classifier
+    from edgehisto.train.tasks import END_TO_END_CLASSES, TASKS, routed_labels
+
+    task = TASKS[bundle.task]
+    classes = END_TO_END_CLASSES[task.name]
+    keras_stages = {name: make_variant("keras_fp32", bundle, stage, None) for name, stage in bundle.stages.items()}
+
+    def keras_routed(batch):
+        return routed_labels(task, {n: v.predict(batch).argmax(1) for n, v in keras_stages.items()})
+
+    def keras_one():  # what a Keras user would run per tile: binary, then the routed subtype model
+        stage = bundle.entry_stage
+        label = keras_stages[stage].predict(x[:1]).argmax(1)[0]
+        routed = bundle.routing[stage][bundle.stages[stage].class_names[label]]
+        return keras_stages[routed].predict(x[:1])
+
+    reference = keras_routed(x)
+    rows = {"keras_fp32": {"accuracy": float(np.mean(reference == labels)), "agreement_with_keras": 1.0,
+                           "latency_all_threads": latency_ms(keras_one, config.repeats)}}
+    for precision in ("fp32", "int8"):
+        clf = Classifier(bundle, precision=precision)
+        predicted = np.array([classes.index(r.stages[-1].label) for r in clf.classify_tensor(x)])
+        rows[f"onnx_{precision}"] = {
+            "accuracy": float(np.mean(predicted == labels)),
+            "agreement_with_keras": float(np.mean(predicted == reference)),
+            "latency_all_threads": latency_ms(lambda c=clf: c.classify_tensor(x[:1]), config.repeats),
+        }
+    return rows
+
+
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
                  log: Callable[[str], None] = print) -> dict:
     """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
@@ -99,6 +133,9 @@ def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
     result = {"bundle": str(bundle_dir), "task": bundle.task, "data": str(root), "n_tiles": len(x),
               "stages": {name: bench_stage(bundle, stage, x, labels, config, log)
                          for name, stage in bundle.stages.items()}}
+    if bundle.routing:
+        log("  routed end to end (hierarchy)")
+        result["routed"] = bench_routed(bundle, x, labels, config)
     tile = str(root / relpaths[0])
     log("  whole-process cold start and peak RSS")
     result["process"] = {
@@ -129,6 +166,12 @@ def evaluate_targets(result: dict) -> list[dict]:
         for kind in ("onnx_int8", "tflite_int8"):
             drop = rows["keras_fp32"]["accuracy"] - rows[kind]["accuracy"]
             target(f"{stage}: {kind} accuracy drop (points)", 100 * drop, 1.0, "<=")
+    if "routed" in result:
+        routed = {k: r["latency_all_threads"]["median_ms"] for k, r in result["routed"].items()}
+        target("routed: Keras predict latency / ONNX int8 classify latency",
+               routed["keras_fp32"] / routed["onnx_int8"], 20.0, ">=")
+        drop = result["routed"]["keras_fp32"]["accuracy"] - result["routed"]["onnx_int8"]["accuracy"]
+        target("routed: onnx_int8 accuracy drop (points)", 100 * drop, 1.0, "<=")
     cold = result["process"]["classify_int8"]
     target("cold `edgehisto classify tile.png` (s)", cold["seconds"], 1.0, "<=")
     target("peak RSS of classify (MB)", cold["peak_rss_mb"], 250.0, "<=")

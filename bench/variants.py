@@ -50,11 +50,12 @@ class TFLiteVariant:
     path: Path
     output: str
     threads: int | None
+    output_name: str = "output_0"
 
     def __post_init__(self):
         from edgehisto.export.litert_runner import LiteRTModel
 
-        self.model = LiteRTModel(self.path, threads=self.threads)
+        self.model = LiteRTModel(self.path, threads=self.threads, output=self.output_name)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         from edgehisto.export.litert_runner import probabilities
@@ -70,11 +71,13 @@ class KerasVariant:
     name: str
     path: Path
     output: str
+    probabilities_layer: str = "probabilities"
 
     def __post_init__(self):
         import keras
 
-        self.model = keras.models.load_model(self.path, compile=False)
+        full = keras.models.load_model(self.path, compile=False)
+        self.model = keras.Model(full.input, full.get_layer(self.probabilities_layer).output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         raw = np.asarray(self.model.predict(x, verbose=0), np.float64)
@@ -87,8 +90,11 @@ class KerasVariant:
 def make_variant(kind: str, bundle: Bundle, stage: StageSpec, threads: int | None) -> Variant:
     """Build one variant of a bundle stage; ``threads=None`` means the engine's default (all cores)."""
     if kind == "keras_fp32":
-        return KerasVariant(kind, bundle.file(bundle.manifest["stages"][stage.name]["reference_keras"]), stage.output)
+        entry = bundle.manifest["stages"][stage.name]
+        layer = entry.get("reference_outputs", {}).get("probabilities", "probabilities")
+        return KerasVariant(kind, bundle.file(entry["reference_keras"]), stage.output, layer)
     engine, precision = kind.split("_")
     if engine == "onnx":
         return OnnxVariant(kind, Classifier(bundle, precision=precision, threads=threads), stage)
-    return TFLiteVariant(kind, bundle.file(stage.files[f"tflite_{precision}"]), stage.output, threads)
+    return TFLiteVariant(kind, bundle.file(stage.files[f"tflite_{precision}"]), stage.output, threads,
+                         stage.tflite_output)

@@ -23,7 +23,8 @@ class SplitModels:
     activations_shape: tuple[int, int, int]
 
 
-def split_at(model: keras.Model, layer_name: str) -> SplitModels:
+def split_at(model: keras.Model, layer_name: str, logits: str = "logits",
+             probabilities: str = "probabilities") -> SplitModels:
     """Cut ``model`` into backbone (input -> layer) and head (layer -> logits, probabilities)."""
     try:
         target = model.get_layer(layer_name).output
@@ -31,7 +32,7 @@ def split_at(model: keras.Model, layer_name: str) -> SplitModels:
         raise ExportError(f"model {model.name!r} has no layer {layer_name!r}") from None
     backbone = keras.Model(model.input, target, name=f"{model.name}_backbone")
     head = keras.Model(
-        target, [model.get_layer("logits").output, model.get_layer("probabilities").output],
+        target, [model.get_layer(logits).output, model.get_layer(probabilities).output],
         name=f"{model.name}_head",
     )
     return SplitModels(backbone, head, tuple(int(d) for d in target.shape[1:]))

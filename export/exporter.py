@@ -9,6 +9,7 @@ Bundle layout (everything the runtime needs; ``manifest.json`` describes it)::
     <stage>/head_gradient.onnx   activations, seed -> d(seed . logits)/d(activations)
     <stage>/model.fp32.tflite    the whole model for LiteRT, float32
     <stage>/model.int8.tflite    the whole model, full-integer int8 (int8 input and output)
+    shared/...                   (multitask) the one backbone and TFLite pair all stages use
     reference/<stage>.keras      the Keras model the parity gates compare against
     reference/test_split.csv     the run's held-out tiles (names only), the default parity data
     parity.json                  the last parity report
@@ -16,8 +17,10 @@ Bundle layout (everything the runtime needs; ``manifest.json`` describes it)::
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,46 +49,72 @@ class StageSource:
     class_names: list[str]
     output: str
     gradcam_layer: str
+    logits_layer: str = "logits"
+    probabilities_layer: str = "probabilities"
 
 
 def stages_of_run(run_dir: Path, run_info: dict, gradcam_layer: str | None) -> list[StageSource]:
-    """The stages a run directory holds (the IDC run has one, named after its task)."""
-    layer = gradcam_layer or run_info["gradcam_layer"]
-    return [StageSource(run_info["task"], run_dir / "model.keras", run_info["class_names"],
-                        run_info["output"], layer)]
+    """The stages a run directory holds (IDC: one, named after its task; BreaKHis: three)."""
+    if "stages" not in run_info:
+        return [StageSource(run_info["task"], run_dir / "model.keras", run_info["class_names"],
+                            run_info["output"], gradcam_layer or run_info["gradcam_layer"])]
+    return [StageSource(s["name"], run_dir / s["model_file"], s["class_names"], s["output"],
+                        gradcam_layer or s["gradcam_layer"], s["logits_layer"], s["probabilities_layer"])
+            for s in run_info["stages"]]
 
 
 def export_stage(stage: StageSource, out_dir: Path, calibration, choice: QuantizationChoice,
-                 log: Callable[[str], None]) -> tuple[dict, dict]:
-    """Write one stage's ONNX files; returns (manifest stage entry, quantisation record)."""
+                 log: Callable[[str], None], shared: dict, backbone_dir: str) -> tuple[dict, dict]:
+    """Write one stage's files; returns (manifest stage entry, quantisation record).
+
+    ``shared`` maps (model file, layer) to the backbone and TFLite files already written, so the
+    stages of a multitask model point at one copy (in ``backbone_dir``) instead of three.
+    """
     model = keras.models.load_model(stage.model_path, compile=False)
-    parts = split_at(model, stage.gradcam_layer)
+    parts = split_at(model, stage.gradcam_layer, stage.logits_layer, stage.probabilities_layer)
     folder = out_dir / stage.name
     folder.mkdir(parents=True, exist_ok=True)
-    files = {name: f"{stage.name}/{name.replace('_fp32', '.fp32').replace('_int8', '.int8')}.onnx"
-             for name in ("backbone_fp32", "backbone_int8", "head", "head_gradient")}
-    log(f"[{stage.name}] converting backbone and head with tf2onnx (opset {OPSET})")
-    onnx.save(to_onnx(parts.backbone, "image", ["activations"]), out_dir / files["backbone_fp32"])
+    key = (stage.model_path.resolve(), stage.gradcam_layer)
+    files = {"head": f"{stage.name}/head.onnx", "head_gradient": f"{stage.name}/head_gradient.onnx"}
+    if key not in shared:
+        shared[key] = _export_shared(model, parts, stage.name, out_dir, backbone_dir, calibration, choice, log)
+    files.update(shared[key]["files"])
+    record = shared[key]["record"]
+    log(f"[{stage.name}] converting the head and building its exact gradient graph")
     head = to_onnx(parts.head, "activations", ["logits", "probabilities"])
     onnx.save(head, out_dir / files["head"])
     onnx.save(build_gradient_model(head), out_dir / files["head_gradient"])
-    log(f"[{stage.name}] int8 quantisation, calibrated on {len(calibration)} training images")
-    record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
-                               calibration, choice)
-    log(f"[{stage.name}] TFLite fp32 and full-integer int8 (same calibration images)")
-    files["tflite_fp32"], files["tflite_int8"] = (f"{stage.name}/model.{p}.tflite" for p in ("fp32", "int8"))
-    convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
-    convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
-    reference = out_dir / "reference" / f"{stage.name}.keras"
+    reference = out_dir / "reference" / stage.model_path.name
     reference.parent.mkdir(exist_ok=True)
-    model.save(reference)  # loaded with compile=False: no optimizer state in the bundle
+    if not reference.exists():
+        model.save(reference)  # loaded with compile=False: no optimizer state in the bundle
     entry = {
         "class_names": list(stage.class_names), "output": stage.output,
         "gradcam_layer": stage.gradcam_layer, "activations_shape": list(parts.activations_shape),
         "n_params": int(model.count_params()), "files": files,
-        "reference_keras": f"reference/{stage.name}.keras",
+        "reference_keras": f"reference/{stage.model_path.name}",
+        "reference_outputs": {"logits": stage.logits_layer, "probabilities": stage.probabilities_layer},
+        # A multi-output TFLite file (multitask) names each stage's output; single-output: output_0.
+        "tflite_output": stage.probabilities_layer if len(model.outputs) > 1 else "output_0",
     }
-    return entry, record.to_dict()
+    return entry, record
+
+
+def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, calibration,
+                   choice: QuantizationChoice, log: Callable[[str], None]) -> dict:
+    """Files written once per Keras model: ONNX backbone fp32/int8 and TFLite fp32/int8."""
+    (out_dir / folder).mkdir(exist_ok=True)
+    files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in ("fp32", "int8")}
+    files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in ("fp32", "int8")})
+    log(f"[{stage_name}] converting the backbone with tf2onnx (opset {OPSET})")
+    onnx.save(to_onnx(parts.backbone, "image", ["activations"]), out_dir / files["backbone_fp32"])
+    log(f"[{stage_name}] int8 quantisation, calibrated on {len(calibration)} training images")
+    record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
+                               calibration, choice).to_dict()
+    log(f"[{stage_name}] TFLite fp32 and full-integer int8 (same calibration images)")
+    convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
+    convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
+    return {"files": files, "record": record}
 
 
 def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None,
@@ -93,6 +122,8 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
                log: Callable[[str], None] = print) -> Path:
     """Export a run directory into a bundle directory and return the manifest path."""
     choice = choice or QuantizationChoice()
+    if not (run_dir / "run.json").is_file():
+        raise ExportError(f"{run_dir} is not a finished run directory (no run.json)")
     run_info = json.loads((run_dir / "run.json").read_text())
     spec = PreprocessSpec.from_dict(run_info["preprocess"])
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -105,8 +136,13 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     calibration = calibration_images(Path(run_info["data_dir"]), train_rows, spec,
                                      calibration_count, run_info["config"]["seed"])
     stages, quantization = {}, {}
-    for stage in stages_of_run(run_dir, run_info, gradcam_layer):
-        stages[stage.name], quantization[stage.name] = export_stage(stage, out_dir, calibration, choice, log)
+    shared: dict = {}
+    sources = stages_of_run(run_dir, run_info, gradcam_layer)
+    uses = Counter(source.model_path for source in sources)
+    for stage in sources:
+        backbone_dir = "shared" if uses[stage.model_path] > 1 else stage.name
+        stages[stage.name], quantization[stage.name] = export_stage(
+            stage, out_dir, calibration, choice, log, shared, backbone_dir)
     _write_test_split(out_dir / "reference" / "test_split.csv", rows)
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -115,6 +151,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "name": out_dir.name,
         "preprocess": spec.to_dict(),
         "entry_stage": next(iter(stages)),
+        "arch": run_info.get("arch", "single"),
         "routing": run_info.get("routing", {}),
         "stages": stages,
         "quantization": quantization,
@@ -138,11 +175,11 @@ def write_manifest(out_dir: Path, manifest: dict) -> None:
 
 
 def _write_test_split(path: Path, rows: list[dict]) -> None:
-    with open(path, "w") as handle:
-        handle.write("relpath,label\n")
-        for row in rows:
-            if row["side"] == "test":
-                handle.write(f"{row['relpath']},{row['label']}\n")
+    """The held-out tiles (names and task-level labels only; the images stay where they are)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["relpath", "label"])
+        writer.writerows([row["relpath"], row["label"]] for row in rows if row["side"] == "test")
 
 
 def _test_metrics(run_dir: Path) -> dict | None:

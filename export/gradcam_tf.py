@@ -8,12 +8,12 @@ import tensorflow as tf
 
 
 def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
-               class_indices: np.ndarray, batch_size: int = 32) -> np.ndarray:
+               class_indices: np.ndarray, batch_size: int = 32, logits: str = "logits") -> np.ndarray:
     """Grad-CAM maps (N, h, w) of the pre-activation score of ``class_indices`` at ``layer``.
 
     The score is the logit of the class (softmax models) or ±logit (single-sigmoid models).
     """
-    probe = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
+    probe = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer(logits).output])
     maps = []
     for start in range(0, len(x), batch_size):
         batch = tf.constant(x[start:start + batch_size])

@@ -75,12 +75,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
-    """(root, relpaths, labels) for parity: ``--data`` if given, else the run's test split."""
-    if data_dir is not None:
-        from edgehisto.train.datasets.idc import scan_idc
+    """(root, relpaths, task-level labels): ``--data`` if given, else the run's test split."""
+    from edgehisto.train.tasks import TASKS
 
-        dataset = scan_idc(Path(data_dir))
-        root, relpaths, labels = dataset.root, dataset.relpaths, dataset.labels
+    if data_dir is not None:
+        tiles = TASKS[bundle.task].scan(Path(data_dir))
+        root, relpaths, labels = tiles.root, tiles.relpaths, tiles.labels
     else:
         reference = bundle.manifest.get("reference", {})
         root = Path(reference.get("data_root", ""))
@@ -90,53 +90,103 @@ def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[P
         with open(split, newline="") as handle:
             rows = list(csv.DictReader(handle))
         relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
-    if len(relpaths) > limit:  # an even, deterministic subsample keeps both classes represented
+    if len(relpaths) > limit:  # an even, deterministic subsample keeps every class represented
         keep = np.linspace(0, len(relpaths) - 1, limit).round().astype(int)
         relpaths, labels = [relpaths[i] for i in keep], np.asarray(labels)[keep]
     return Path(root), list(relpaths), np.asarray(labels)
 
 
+class _References:
+    """Keras reference models of a bundle, loaded once per file, viewed per stage."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle, self._models = bundle, {}
+
+    def stage(self, name: str):
+        import keras
+
+        entry = self.bundle.manifest["stages"][name]
+        path = entry["reference_keras"]
+        if path not in self._models:
+            self._models[path] = keras.models.load_model(self.bundle.file(path), compile=False)
+        outputs = entry.get("reference_outputs", {"logits": "logits", "probabilities": "probabilities"})
+        return self._models[path], outputs
+
+
 def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thresholds = Thresholds(),
                  limit: int = 512, gradcam_limit: int = 64) -> ParityReport:
-    """Run every gate for every stage of a bundle; returns the report (does not raise on failure)."""
+    """Run every gate for every stage of a bundle (and its routing); returns the report."""
     import keras
 
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
+    from edgehisto.train.tasks import TASKS, routed_labels
 
     bundle = load_bundle(bundle_dir)
+    task = TASKS[bundle.task]
     root, relpaths, labels = labelled_tiles(bundle, data_dir, limit)
+    truth = task.stage_labels(labels)
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
-    report = ParityReport(str(bundle_dir), str(root), len(relpaths), min(gradcam_limit, len(relpaths)))
+    report = ParityReport(str(bundle_dir), str(root), len(relpaths), 0)
     runtimes = {p: Classifier(bundle, precision=p) for p in ("fp32", "int8")}
+    references, keras_top1 = _References(bundle), {}
     for name, stage in bundle.stages.items():
-        model = keras.models.load_model(bundle.file(bundle.manifest["stages"][name]["reference_keras"]),
-                                        compile=False)
-        reference = keras_probabilities(model, x)
-        probs = {p: rt.head(rt.activations(x, stage), stage)[1] for p, rt in runtimes.items()}
+        model, outputs = references.stage(name)
+        rows = np.flatnonzero(truth[name] >= 0)
+        xs, ys = x[rows], truth[name][rows]
+        stage_model = keras.Model(model.input, model.get_layer(outputs["probabilities"]).output)
+        keras_top1[name] = keras_probabilities(stage_model, x).argmax(1)
+        reference = keras_probabilities(stage_model, xs)
+        probs = {p: rt.head(rt.activations(xs, stage), stage)[1] for p, rt in runtimes.items()}
         report.gate(name, "onnx_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                     thresholds.fp32_max_abs_diff, "<=")
         ref_top1, int8_top1 = reference.argmax(1), probs["int8"].argmax(1)
         report.gate(name, "onnx_int8_top1_agreement", np.mean(ref_top1 == int8_top1),
                     thresholds.int8_min_agreement, ">=")
-        keras_acc, int8_acc = np.mean(ref_top1 == labels), np.mean(int8_top1 == labels)
+        keras_acc, int8_acc = np.mean(ref_top1 == ys), np.mean(int8_top1 == ys)
         report.gate(name, "onnx_int8_accuracy_drop", keras_acc - int8_acc, thresholds.int8_max_accuracy_drop, "<=")
         if "tflite_fp32" in stage.files:
-            _tflite_gates(report, bundle, stage, x, reference, labels, thresholds)
-        xs, classes = x[: report.n_gradcam], ref_top1[: report.n_gradcam]
-        tf_maps = tf_gradcam(model, stage.gradcam_layer, stage.output, xs, classes)
-        r = {p: [pearson(a, b) for a, b in zip(tf_maps, rt.gradcam(xs, name, classes), strict=True)]
+            _tflite_gates(report, bundle, stage, xs, reference, ys, thresholds)
+        n_cam = min(gradcam_limit, len(rows))
+        report.n_gradcam = max(report.n_gradcam, n_cam)
+        tf_maps = tf_gradcam(model, stage.gradcam_layer, stage.output, xs[:n_cam], ref_top1[:n_cam],
+                             logits=outputs["logits"])
+        r = {p: [pearson(a, b) for a, b in zip(tf_maps, rt.gradcam(xs[:n_cam], name, ref_top1[:n_cam]), strict=True)]
              for p, rt in runtimes.items()}
         report.gate(name, "gradcam_fp32_min_pearson", min(r["fp32"]), thresholds.gradcam_min_pearson, ">=")
         report.reported.setdefault(name, {}).update({
-            "keras_accuracy": float(keras_acc), "onnx_fp32_accuracy": float(np.mean(probs["fp32"].argmax(1) == labels)),
+            "n_tiles": len(rows), "keras_accuracy": float(keras_acc),
+            "onnx_fp32_accuracy": float(np.mean(probs["fp32"].argmax(1) == ys)),
             "onnx_int8_accuracy": float(int8_acc),
             "onnx_int8_max_abs_prob_diff": float(np.abs(probs["int8"] - reference).max()),
             "gradcam_fp32_mean_pearson": float(np.mean(r["fp32"])),
             "gradcam_int8_mean_pearson": float(np.mean(r["int8"])),
             "gradcam_int8_min_pearson": float(np.min(r["int8"])),
         })
+    if bundle.routing:
+        _routed_gates(report, task, bundle, runtimes, x, labels, routed_labels(task, keras_top1), thresholds)
     return report
+
+
+def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x: np.ndarray, labels: np.ndarray,
+                  keras_routed: np.ndarray, thresholds: Thresholds) -> None:
+    """The end-to-end label after routing, from the runtime's own routing code, vs Keras routing."""
+    from edgehisto.train.tasks import END_TO_END_CLASSES
+
+    classes = END_TO_END_CLASSES[task.name]
+    routed = {}
+    for precision, runtime in runtimes.items():
+        results = runtime.classify_tensor(x)
+        routed[precision] = np.array([classes.index(r.stages[-1].label) for r in results])
+    # fp32 may only differ from Keras where a probability sits within ~1e-7 of a tie.
+    report.gate("routed", "onnx_fp32_label_agreement", np.mean(routed["fp32"] == keras_routed), 0.999, ">=")
+    report.gate("routed", "onnx_int8_label_agreement", np.mean(routed["int8"] == keras_routed),
+                thresholds.int8_min_agreement, ">=")
+    report.gate("routed", "onnx_int8_accuracy_drop",
+                np.mean(keras_routed == labels) - np.mean(routed["int8"] == labels),
+                thresholds.int8_max_accuracy_drop, "<=")
+    report.reported["routed"] = {"keras_accuracy": float(np.mean(keras_routed == labels)),
+                                 "onnx_int8_accuracy": float(np.mean(routed["int8"] == labels))}
 
 
 def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, reference: np.ndarray,
@@ -144,7 +194,7 @@ def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, re
     """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
     from edgehisto.export.litert_runner import LiteRTModel, probabilities
 
-    probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"])).predict(x), stage.output)
+    probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output).predict(x), stage.output)
              for p in ("fp32", "int8")}
     report.gate(stage.name, "tflite_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                 thresholds.fp32_max_abs_diff, "<=")

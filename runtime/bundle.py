@@ -50,6 +50,7 @@ class StageSpec:
     output: str
     gradcam_layer: str
     files: dict[str, str]
+    tflite_output: str = "output_0"
 
     def backbone(self, precision: str) -> str:
         return self.files[f"backbone_{precision}"]
@@ -73,7 +74,8 @@ class Bundle:
     @property
     def stages(self) -> dict[str, StageSpec]:
         return {
-            name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]))
+            name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]),
+                            s.get("tflite_output", "output_0"))
             for name, s in self.manifest["stages"].items()
         }
 

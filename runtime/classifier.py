@@ -125,6 +125,12 @@ class Classifier:
         self._run(x, results, gradcam)
         return results
 
+    def classify_tensor(self, x: np.ndarray, gradcam: bool = False) -> list[TileResult]:
+        """Classify an already preprocessed float batch (N, h, w, 3), routing included."""
+        results = [TileResult(path=f"<row {i}>") for i in range(len(x))]
+        self._run(x, results, gradcam)
+        return results
+
     def classify_paths(self, paths: Iterable[str | Path], gradcam: bool = False,
                        batch_size: int = 32) -> list[TileResult]:
         """Classify image files in batches; a bad file gets an ``error``, the rest carry on."""

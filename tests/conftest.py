@@ -121,3 +121,40 @@ def idc_bundle(idc_run, tmp_path_factory) -> Path:
     export_run(idc_run, bundle, calibration_count=64, log=lambda _: None)
     write_report(bundle, check_parity(bundle))
     return bundle
+
+
+@pytest.fixture(scope="session")
+def synth_breakhis_dir(tmp_path_factory) -> Path:
+    """64 synthetic 700x460 BreaKHis images: every subtype at every magnification."""
+    from edgehisto.train.synth_breakhis import synthesize_breakhis
+
+    out = tmp_path_factory.mktemp("synth_breakhis")
+    synthesize_breakhis(out, 64, seed=0, n_patients_per_subtype=3)
+    return out
+
+
+def _breakhis_bundle(data_dir, tmp_path_factory, name: str, **config):
+    from edgehisto.export.exporter import export_run
+    from edgehisto.export.parity import check_parity, write_report
+    from edgehisto.train.breakhis import BreakhisConfig, train_breakhis
+
+    run_dir = tmp_path_factory.mktemp("runs") / name
+    train_breakhis(data_dir, run_dir, BreakhisConfig(epochs=1, batch_size=16, verbose=0, split="image",
+                                                     val_fraction=0.2, test_fraction=0.3, **config),
+                   log=lambda _: None)
+    bundle = tmp_path_factory.mktemp("bundles") / name
+    export_run(run_dir, bundle, calibration_count=16, log=lambda _: None)
+    write_report(bundle, check_parity(bundle, gradcam_limit=8))
+    return run_dir, bundle
+
+
+@pytest.fixture(scope="session")
+def multitask_bundle(synth_breakhis_dir, tmp_path_factory):
+    """(run dir, bundle) of the full-size 128x128 DenseNet121 multitask model, trained 1 epoch."""
+    return _breakhis_bundle(synth_breakhis_dir, tmp_path_factory, "multitask", arch="multitask", input_size=128)
+
+
+@pytest.fixture(scope="session")
+def hierarchy_bundle(synth_breakhis_dir, tmp_path_factory):
+    """(run dir, bundle) of the three-model DenseNet121 hierarchy at 64x64 (2x2 Grad-CAM maps)."""
+    return _breakhis_bundle(synth_breakhis_dir, tmp_path_factory, "hierarchy", arch="hierarchy", input_size=64)
