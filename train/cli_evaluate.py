@@ -1,0 +1,55 @@
+"""``edgehisto evaluate BUNDLE DATA_DIR --out REPORT_DIR``: metrics and Grad-CAM checks of a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory (metrics, confusion matrices, Grad-CAM panels, summary.md).")
+@click.option("--precision", default="both", show_default=True, type=click.Choice(["fp32", "int8", "both"]))
+@click.option("--limit", default=None, type=click.IntRange(min=1),
+              help="At most this many tiles, evenly subsampled (default: all).")
+@click.option("--panel-n", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="Correct and incorrect examples per class in each Grad-CAM panel.")
+@click.option("--top-k-percent", default=20.0, show_default=True,
+              type=click.FloatRange(0, 100, min_open=True, max_open=True),
+              help="Deletion test: share of the Grad-CAM map's top pixels to delete (vs as many random).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random deletion masks.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, limit: int | None,
+             panel_n: int, top_k_percent: float, seed: int, batch_size: int) -> None:
+    """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
+    stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
+    deletion test."""
+    from edgehisto.train.evaluate_bundle import evaluate_bundle
+
+    precisions = ("fp32", "int8") if precision == "both" else (precision,)
+    report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
+                             top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
+                             log=lambda line: click.echo(line, err=True))
+    for stem, result in report["results"].items():
+        metrics, deletion = result["metrics"], result.get("deletion")
+        line = (f"{stem}: accuracy {metrics['accuracy']:.4f}, balanced accuracy "
+                f"{metrics['balanced_accuracy']:.4f} on {metrics['n']} tiles")
+        if deletion:
+            line += (f"; deletion of the top {top_k_percent:g}%: drop {_fmt(deletion['mean_drop_top_k'], 4)}"
+                     f" vs random {_fmt(deletion['mean_drop_random'], 4)}")
+        click.echo(line)
+        for name, scores in result.get("localisation", {}).items():
+            click.echo(f"  {name} ({scores['n']} with masks): pointing game {_fmt(scores['pointing_game'])}, "
+                       f"energy share {_fmt(scores['energy_share'])} "
+                       f"(chance {_fmt(scores['lesion_area_share'])})")
+    failed = sum(len(f) for f in report["failures"].values())
+    if failed:
+        click.echo(f"{failed} tiles or masks failed (listed in evaluation.json)", err=True)
+    click.echo(f"report written to {out_dir / 'summary.md'}")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
