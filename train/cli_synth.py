@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A stderr progress bar, yielded as the library's ``progress(done, total)`` callback."""
+    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+        shown = 0
+
+        def advance(done: int, _total: int) -> None:
+            nonlocal shown  # the library reports totals, the bar wants steps
+            bar.update(done - shown)
+            shown = done
+
+        yield advance
 
 
 @click.group()
@@ -40,16 +56,7 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
     # imported here so that `edgehisto --help` does not pay for OpenCV
     from edgehisto.train.synth_idc import synthesize_idc
 
-    stderr = click.get_text_stream("stderr")
-    with click.progressbar(length=n, label="synthesizing IDC tiles", file=stderr) as bar:
-        shown = 0
-
-        def advance(done: int, _total: int) -> None:
-            """Move the bar to `done`; the library reports totals, the bar wants steps."""
-            nonlocal shown
-            bar.update(done - shown)
-            shown = done
-
+    with _progress(n, "synthesizing IDC tiles") as advance:
         summary = synthesize_idc(
             out_dir, n, seed=seed, n_patients=patients,
             positive_fraction=positive_fraction, progress=advance,
@@ -87,16 +94,7 @@ def breakhis(out_dir: Path, n: int, seed: int, patients_per_subtype: int) -> Non
     # imported here so that `edgehisto --help` does not pay for OpenCV
     from edgehisto.train.synth_breakhis import synthesize_breakhis
 
-    stderr = click.get_text_stream("stderr")
-    with click.progressbar(length=n, label="synthesizing BreaKHis images", file=stderr) as bar:
-        shown = 0
-
-        def advance(done: int, _total: int) -> None:
-            """Move the bar to `done`; the library reports totals, the bar wants steps."""
-            nonlocal shown
-            bar.update(done - shown)
-            shown = done
-
+    with _progress(n, "synthesizing BreaKHis images") as advance:
         summary = synthesize_breakhis(
             out_dir, n, seed=seed, n_patients_per_subtype=patients_per_subtype, progress=advance
         )
