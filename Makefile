@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo demo-pipeline default-model bench clean
 
 install: $(STAMP)
 
@@ -21,24 +21,53 @@ lint: install
 test: install lint
 	$(PY) -m pytest
 
-# Synthesise IDC tiles, train the IDC CNN briefly, export with parity gates, classify with Grad-CAM.
+EH := $(VENV)/bin/edgehisto
+IDC_DATA ?= ../shared/data/idc
+HAVE_IDC := $(wildcard $(IDC_DATA)/README.md)
+
+# Classify tiles with the embedded default model and write Grad-CAM overlays: synthetic tiles
+# always, real held-out patients' tiles when ../shared/data/idc exists. No training.
 demo: install
 	rm -rf $(OUT)
-	$(VENV)/bin/edgehisto synth idc --out $(OUT)/data --n 800 --seed 0
-	$(VENV)/bin/edgehisto inspect $(OUT)/data
-	$(VENV)/bin/edgehisto train idc $(OUT)/data --out $(OUT)/run --epochs 8
-	$(VENV)/bin/edgehisto export $(OUT)/run --out $(OUT)/bundle
-	$(VENV)/bin/edgehisto classify "$(OUT)/data/*/1/*_x1_*.png" "$(OUT)/data/*/0/*_x1_*.png" \
-		--model $(OUT)/bundle --precision int8 --gradcam $(OUT)/gradcam
-	@echo "Grad-CAM overlays and maps: $(OUT)/gradcam"
+	$(EH) models
+	$(EH) synth idc --out $(OUT)/synthetic-tiles --n 24 --seed 0
+	$(EH) classify $(OUT)/synthetic-tiles --precision int8 --gradcam $(OUT)/gradcam-synthetic
+ifneq ($(HAVE_IDC),)
+	$(EH) classify $(IDC_DATA)/8950 $(IDC_DATA)/8865/0 --precision int8 --format csv \
+		--gradcam $(OUT)/gradcam-real > $(OUT)/real-predictions.csv
+	@echo "real held-out tiles: $(OUT)/real-predictions.csv"
+endif
+	@echo "Grad-CAM overlays (.png) and raw maps (.npy): $(OUT)/gradcam-*"
+
+# The whole pipeline on synthetic data: synthesise, train briefly, export with parity, classify.
+demo-pipeline: install
+	rm -rf $(OUT)/pipeline
+	$(EH) synth idc --out $(OUT)/pipeline/data --n 800 --seed 0
+	$(EH) inspect $(OUT)/pipeline/data
+	$(EH) train idc $(OUT)/pipeline/data --out $(OUT)/pipeline/run --epochs 8
+	$(EH) export $(OUT)/pipeline/run --out $(OUT)/pipeline/bundle
+	$(EH) classify $(OUT)/pipeline/data --model $(OUT)/pipeline/bundle --precision int8 \
+		--gradcam $(OUT)/pipeline/gradcam --format csv > $(OUT)/pipeline/predictions.csv
+
+# Retrain and re-export the embedded default IDC model from ../shared/data/idc (fixed seeds):
+# both input sizes are trained, the one with the better val-patient balanced accuracy is installed.
+DEFAULT_RUNS := runs/default
+default-model: install
+	$(EH) train idc $(IDC_DATA) --out $(DEFAULT_RUNS)/idc50 --input-size 50 --class-weights \
+		--stain-augment --patience 8 --epochs 40 --seed 0
+	$(EH) train idc $(IDC_DATA) --out $(DEFAULT_RUNS)/idc128 --input-size 128 --class-weights \
+		--stain-augment --patience 6 --epochs 20 --seed 0
+	$(EH) export $(DEFAULT_RUNS)/idc50 --out $(DEFAULT_RUNS)/bundle50
+	$(EH) export $(DEFAULT_RUNS)/idc128 --out $(DEFAULT_RUNS)/bundle128
+	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) \
+		$(DEFAULT_RUNS)/idc50:$(DEFAULT_RUNS)/bundle50 $(DEFAULT_RUNS)/idc128:$(DEFAULT_RUNS)/bundle128
 
 # Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots), then the
 # pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
-SHARED_IDC := ../shared/data/idc
 BENCH_BUNDLES ?=
-BENCH_DATA ?= $(if $(wildcard $(SHARED_IDC)/README.md),--data $(SHARED_IDC),)
+BENCH_DATA ?= $(if $(HAVE_IDC),--data $(IDC_DATA),)
 bench: install
-	$(VENV)/bin/edgehisto bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports
+	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports
 	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
 
 clean:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.train.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
+    "models": "edgehisto.runtime.cli_models:models",
 }
 
 
