@@ -62,12 +62,13 @@ default-model: install
 	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) \
 		$(DEFAULT_RUNS)/idc50:$(DEFAULT_RUNS)/bundle50 $(DEFAULT_RUNS)/idc128:$(DEFAULT_RUNS)/bundle128
 
-# Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots), then the
+# Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots) and the
+# onnxruntime tuning of the first bundle (reports/ort_tuning.{json,md}), then the
 # pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
 BENCH_BUNDLES ?=
 BENCH_DATA ?= $(if $(HAVE_IDC),--data $(IDC_DATA),)
 bench: install
-	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports
+	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports --tuning
 	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
 
 clean:

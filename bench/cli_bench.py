@@ -18,7 +18,10 @@ import click
               help="Timed repetitions per latency measurement.")
 @click.option("--limit", default=512, show_default=True, type=click.IntRange(min=8),
               help="Labelled tiles used for accuracy (evenly subsampled).")
-def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repeats: int, limit: int) -> None:
+@click.option("--tuning/--no-tuning", default=False, show_default=True,
+              help="Also measure the onnxruntime/export choices for the first bundle (ort_tuning.{json,md}).")
+def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repeats: int, limit: int,
+          tuning: bool) -> None:
     """Benchmark Keras, ONNX and TFLite, fp32 and int8, for each bundle (default: the embedded model)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgehisto.bench.report import write_reports
@@ -33,3 +36,10 @@ def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repea
     missed = [t for b in report["bundles"] for t in b["targets"] if not t["met"]]
     for t in missed:
         click.echo(f"target missed: {t['target']}: {t['value']:.3g} (target {t['rule']} {t['threshold']})", err=True)
+    if tuning:
+        from edgehisto.bench.ort_tuning import tune_onnxruntime, write_tuning_report
+
+        result = tune_onnxruntime(chosen[0], data_dir, repeats=repeats, limit=limit,
+                                  log=lambda line: click.echo(line, err=True))
+        for path in write_tuning_report(result, out_dir):
+            click.echo(f"wrote {path}")
