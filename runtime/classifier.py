@@ -58,11 +58,18 @@ class TileResult:
 
 
 def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+    """A CPU session tuned as measured in ``bench/ort_tuning.py`` (reports/ort_tuning.md).
+
+    ORT_ENABLE_ALL: needed for the int8 QDQ kernels to fuse (5x faster than EXTENDED on int8).
+    No spinning: a bundle runs two or three small sessions in turn, and each one's spinning
+    workers would hold a core while the next runs (1.6x fp32, consistent over rounds).
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
