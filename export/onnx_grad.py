@@ -202,7 +202,51 @@ def _batch_norm(b, node, g, active):
     return {node.input[0]: b.op("Mul", [g, b.const(factor, "bn_factor")])[0]}
 
 
+def _conv(b, node, g, active):
+    # d/dX of a convolution is the transposed convolution with the same weights and geometry.
+    if node.input[1] in active or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ExportError("Conv gradient supports constant weights and explicit pads only")
+    weights = b.consts[node.input[1]]
+    rank = weights.ndim - 2
+    strides = list(_attr(node, "strides", [1] * rank))
+    dilations = list(_attr(node, "dilations", [1] * rank))
+    pads = list(_attr(node, "pads", [0] * 2 * rank))
+    in_shape, out_shape = b.shapes[node.input[0]], b.shapes[node.output[0]]
+    output_padding = [
+        in_shape[2 + i] - ((out_shape[2 + i] - 1) * strides[i] - pads[i] - pads[rank + i]
+                           + dilations[i] * (weights.shape[2 + i] - 1) + 1)
+        for i in range(rank)
+    ]
+    grad = b.op("ConvTranspose", [g, node.input[1]], strides=strides, dilations=dilations, pads=pads,
+                group=int(_attr(node, "group", 1)), output_padding=output_padding)[0]
+    return {node.input[0]: grad}
+
+
+def _average_pool(b, node, g, active):
+    kernel, strides = list(_attr(node, "kernel_shape")), list(_attr(node, "strides", [1, 1]))
+    if kernel != strides or any(_attr(node, "pads", [0] * 4)):
+        raise ExportError("AveragePool gradient supports non-overlapping windows without padding only")
+    channels = b.shapes[node.input[0]][1]
+    spread = np.full((channels, 1, *kernel), 1.0 / float(np.prod(kernel)), np.float32)
+    grad = b.op("ConvTranspose", [g, b.const(spread, "avgpool_spread")], strides=strides, group=channels)[0]
+    return {node.input[0]: grad}
+
+
+def _concat(b, node, g, active):
+    rank = len(b.shapes[node.output[0]])
+    axis = _attr(node, "axis") % rank
+    grads, offset = {}, 0
+    for name in node.input:
+        size = b.shapes[name][axis]
+        if name in active:
+            starts, ends, axes = (b.const(np.array([v], np.int64), "slice") for v in (offset, offset + size, axis))
+            grads[name] = b.op("Slice", [g, starts, ends, axes])[0]
+        offset += size
+    return grads
+
+
 RULES: dict[str, Rule] = {
+    "Conv": _conv, "AveragePool": _average_pool, "Concat": _concat,
     "Identity": _identity, "Dropout": _identity, "Relu": _relu, "Add": _add, "Sub": _sub,
     "Mul": _mul, "Div": _div, "MatMul": _matmul, "Gemm": _gemm, "Transpose": _transpose,
     "Reshape": _reshape_like_input, "Flatten": _reshape_like_input,
@@ -243,6 +287,8 @@ def build_gradient_model(head: onnx.ModelProto) -> onnx.ModelProto:
         if rule is None:
             raise ExportError(f"no gradient rule for ONNX op {node.op_type!r} in the Grad-CAM head")
         for name, grad in rule(builder, node, g, active).items():
+            if name not in active:
+                continue  # constants (weights) need no gradient
             grads[name] = builder.op("Add", [grads[name], grad])[0] if name in grads else grad
     if source not in grads:
         raise ExportError("the class scores do not depend on the Grad-CAM target layer")

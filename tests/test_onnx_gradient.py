@@ -124,11 +124,39 @@ def test_max_pool_ties_route_the_gradient_to_the_same_position_as_tensorflow(n_l
 def test_a_head_with_an_op_without_a_gradient_rule_raises_export_error_naming_it():
     keras.utils.set_random_seed(0)
     inputs = keras.Input(ACTIVATIONS_SHAPE, name="activations")
-    x = layers.Conv2D(4, 3, padding="same", name="conv_after_target")(inputs)
+    x = layers.Activation("tanh", name="tanh_after_target")(inputs)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     logits = layers.Dense(2, name="logits")(x)
     probabilities = layers.Activation("softmax", name="probabilities")(logits)
     head = to_onnx(keras.Model(inputs, [logits, probabilities]), "activations", ["logits", "probabilities"])
-    assert "Conv" in {node.op_type for node in head.graph.node}
-    with pytest.raises(ExportError, match="'Conv'"):
+    assert "Tanh" in {node.op_type for node in head.graph.node}
+    with pytest.raises(ExportError, match="'Tanh'"):
         build_gradient_model(head)
+
+
+def test_a_finer_densenet_layer_gets_an_exact_gradient_through_dense_block_5():
+    """Target ``pool4_conv`` (8x8 at 128 input, 4x4 here): the head has Conv, Concat, AveragePool."""
+    from edgehisto.export.convert import split_at
+    from edgehisto.train.models import create_model
+
+    keras.utils.set_random_seed(0)
+    model = create_model("densenet121", n_classes=4, input_size=64)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.2, layer.moving_mean.shape).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype(np.float32))
+    parts = split_at(model, "pool4_conv")
+    head = to_onnx(parts.head, "activations", ["logits", "probabilities"])
+    assert {"Conv", "Concat", "AveragePool"} <= {node.op_type for node in head.graph.node}
+    activations = rng.normal(0, 1, (2, *parts.activations_shape)).astype(np.float32)
+    seed = np.eye(4, dtype=np.float32)[[1, 3]]
+    session = ort.InferenceSession(build_gradient_model(head).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    ours = session.run(None, {"activations": activations, "seed": seed})[0]
+    tensor = tf.constant(activations)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        score = tf.reduce_sum(parts.head(tensor, training=False)[0] * seed)
+    theirs = tape.gradient(score, tensor).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5 * np.abs(theirs).max())
