@@ -67,10 +67,13 @@ def export_stage(stage: StageSource, out_dir: Path, calibration, choice: Quantiz
                  log: Callable[[str], None], shared: dict, backbone_dir: str) -> tuple[dict, dict]:
     """Write one stage's files; returns (manifest stage entry, quantisation record).
 
-    ``shared`` maps (model file, layer) to the backbone and TFLite files already written, so the
-    stages of a multitask model point at one copy (in ``backbone_dir``) instead of three.
+    ``shared`` caches loaded models and maps (model file, layer) to the backbone and TFLite files
+    already written, so the stages of a multitask model point at one copy (in ``backbone_dir``).
     """
-    model = keras.models.load_model(stage.model_path, compile=False)
+    loaded = ("model", stage.model_path.resolve())
+    if loaded not in shared:  # a multitask model serves three stages: load it once
+        shared[loaded] = keras.models.load_model(stage.model_path, compile=False)
+    model = shared[loaded]
     parts = split_at(model, stage.gradcam_layer, stage.logits_layer, stage.probabilities_layer)
     folder = out_dir / stage.name
     folder.mkdir(parents=True, exist_ok=True)
