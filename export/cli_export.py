@@ -19,10 +19,12 @@ import click
               type=click.Choice(["MinMax", "Entropy", "Percentile"]))
 @click.option("--per-channel/--per-tensor", default=True, show_default=True,
               help="Per-channel int8 weight scales.")
+@click.option("--tflite/--no-tflite", default=True, show_default=True,
+              help="Also write TFLite fp32 and int8 files (and check them).")
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Labelled data for the parity gates (default: the run's test split).")
 def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calibration_images: int,
-               calibration_method: str, per_channel: bool, data_dir: Path | None) -> None:
+               calibration_method: str, per_channel: bool, tflite: bool, data_dir: Path | None) -> None:
     """Export a trained run to ONNX fp32 + int8 with exact Grad-CAM graphs, then check parity."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgehisto.export.exporter import export_run
@@ -31,7 +33,7 @@ def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calib
 
     choice = QuantizationChoice(per_channel=per_channel, calibration_method=calibration_method)
     manifest = export_run(run_dir, bundle_dir, gradcam_layer=gradcam_layer, calibration_count=calibration_images,
-                          choice=choice, log=lambda line: click.echo(line, err=True))
+                          choice=choice, tflite=tflite, log=lambda line: click.echo(line, err=True))
     click.echo(f"wrote {manifest}", err=True)
     report = check_parity(bundle_dir, data_dir)
     write_report(bundle_dir, report)

@@ -64,7 +64,8 @@ def stages_of_run(run_dir: Path, run_info: dict, gradcam_layer: str | None) -> l
 
 
 def export_stage(stage: StageSource, out_dir: Path, calibration, choice: QuantizationChoice,
-                 log: Callable[[str], None], shared: dict, backbone_dir: str) -> tuple[dict, dict]:
+                 log: Callable[[str], None], shared: dict, backbone_dir: str,
+                 tflite: bool = True) -> tuple[dict, dict]:
     """Write one stage's files; returns (manifest stage entry, quantisation record).
 
     ``shared`` caches loaded models and maps (model file, layer) to the backbone and TFLite files
@@ -80,7 +81,8 @@ def export_stage(stage: StageSource, out_dir: Path, calibration, choice: Quantiz
     key = (stage.model_path.resolve(), stage.gradcam_layer)
     files = {"head": f"{stage.name}/head.onnx", "head_gradient": f"{stage.name}/head_gradient.onnx"}
     if key not in shared:
-        shared[key] = _export_shared(model, parts, stage.name, out_dir, backbone_dir, calibration, choice, log)
+        shared[key] = _export_shared(model, parts, stage.name, out_dir, backbone_dir, calibration, choice, log,
+                                     tflite)
     files.update(shared[key]["files"])
     record = shared[key]["record"]
     log(f"[{stage.name}] converting the head and building its exact gradient graph")
@@ -100,30 +102,36 @@ def export_stage(stage: StageSource, out_dir: Path, calibration, choice: Quantiz
         # A multi-output TFLite file (multitask) names each stage's output; single-output: output_0.
         "tflite_output": stage.probabilities_layer if len(model.outputs) > 1 else "output_0",
     }
+    if not tflite:
+        del entry["tflite_output"]
     return entry, record
 
 
 def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, calibration,
-                   choice: QuantizationChoice, log: Callable[[str], None]) -> dict:
+                   choice: QuantizationChoice, log: Callable[[str], None], tflite: bool) -> dict:
     """Files written once per Keras model: ONNX backbone fp32/int8 and TFLite fp32/int8."""
     (out_dir / folder).mkdir(exist_ok=True)
     files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in ("fp32", "int8")}
-    files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in ("fp32", "int8")})
     log(f"[{stage_name}] converting the backbone with tf2onnx (opset {OPSET})")
     onnx.save(to_onnx(parts.backbone, "image", ["activations"]), out_dir / files["backbone_fp32"])
     log(f"[{stage_name}] int8 quantisation, calibrated on {len(calibration)} training images")
     record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
                                calibration, choice).to_dict()
-    log(f"[{stage_name}] TFLite fp32 and full-integer int8 (same calibration images)")
-    convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
-    convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
+    if tflite:
+        log(f"[{stage_name}] TFLite fp32 and full-integer int8 (same calibration images)")
+        files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in ("fp32", "int8")})
+        convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
+        convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
     return {"files": files, "record": record}
 
 
 def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None,
                calibration_count: int = 128, choice: QuantizationChoice | None = None,
-               log: Callable[[str], None] = print) -> Path:
-    """Export a run directory into a bundle directory and return the manifest path."""
+               tflite: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Export a run directory into a bundle directory and return the manifest path.
+
+    ``tflite=False`` skips the TFLite files (faster export; the LiteRT gates then do not apply).
+    """
     choice = choice or QuantizationChoice()
     if not (run_dir / "run.json").is_file():
         raise ExportError(f"{run_dir} is not a finished run directory (no run.json)")
@@ -145,7 +153,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     for stage in sources:
         backbone_dir = "shared" if uses[stage.model_path] > 1 else stage.name
         stages[stage.name], quantization[stage.name] = export_stage(
-            stage, out_dir, calibration, choice, log, shared, backbone_dir)
+            stage, out_dir, calibration, choice, log, shared, backbone_dir, tflite)
     _write_test_split(out_dir / "reference" / "test_split.csv", rows)
     manifest = {
         "schema_version": SCHEMA_VERSION,

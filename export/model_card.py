@@ -181,6 +181,8 @@ def render(card: dict) -> str:
         "patients is unknown and likely lower. 50x50 patches lack context a pathologist would use.",
         "- Grad-CAM maps show what drove the score at 16x16 (or coarser) resolution; they are not lesion "
         "segmentations.",
-        "", "Reproduce: `make default-model` (fixed seeds; needs `../shared/data/idc`).",
+        "", "Reproduce: `make default-model` (needs `../shared/data/idc`). Python, NumPy and TensorFlow "
+        "seeds are fixed, but TensorFlow's CPU kernels are not bitwise deterministic, so a retrain lands "
+        "close to, not exactly on, these numbers.",
     ]
     return "\n".join(lines)

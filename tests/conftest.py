@@ -133,7 +133,7 @@ def synth_breakhis_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _breakhis_bundle(data_dir, tmp_path_factory, name: str, **config):
+def _breakhis_bundle(data_dir, tmp_path_factory, name: str, tflite: bool = True, **config):
     from edgehisto.export.exporter import export_run
     from edgehisto.export.parity import check_parity, write_report
     from edgehisto.train.breakhis import BreakhisConfig, train_breakhis
@@ -143,7 +143,7 @@ def _breakhis_bundle(data_dir, tmp_path_factory, name: str, **config):
                                                      val_fraction=0.2, test_fraction=0.3, **config),
                    log=lambda _: None)
     bundle = tmp_path_factory.mktemp("bundles") / name
-    export_run(run_dir, bundle, calibration_count=16, log=lambda _: None)
+    export_run(run_dir, bundle, calibration_count=16, tflite=tflite, log=lambda _: None)
     write_report(bundle, check_parity(bundle, gradcam_limit=8))
     return run_dir, bundle
 
@@ -156,5 +156,10 @@ def multitask_bundle(synth_breakhis_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hierarchy_bundle(synth_breakhis_dir, tmp_path_factory):
-    """(run dir, bundle) of the three-model DenseNet121 hierarchy at 64x64 (2x2 Grad-CAM maps)."""
-    return _breakhis_bundle(synth_breakhis_dir, tmp_path_factory, "hierarchy", arch="hierarchy", input_size=64)
+    """(run dir, bundle) of the three-model DenseNet121 hierarchy at 64x64 (2x2 Grad-CAM maps).
+
+    Without TFLite files: the multitask bundle already covers TFLite, and three DenseNet
+    conversions would double this fixture's time.
+    """
+    return _breakhis_bundle(synth_breakhis_dir, tmp_path_factory, "hierarchy", tflite=False, arch="hierarchy",
+                            input_size=64)

@@ -46,11 +46,12 @@ def test_every_stage_and_the_routed_label_pass_the_exact_parity_gates(fixture, r
     gates = _gates(bundle)
     stages = {g["stage"] for g in gates}
     assert stages == {"binary", "benign_subtype", "malignant_subtype", "routed"}
+    with_tflite = fixture == "multitask_bundle"
     exact = [g for g in gates if g["name"] in EXACT_GATES]
-    assert len(exact) == 10 and all(g["passed"] for g in exact), exact
+    assert len(exact) == (10 if with_tflite else 7) and all(g["passed"] for g in exact), exact
     # int8 gates are computed for every stage (a 1-epoch model's near-uniform subtype
     # probabilities make int8 agreement meaningless here, so only their presence is checked).
-    assert sum(g["name"].endswith("int8_top1_agreement") for g in gates) == 6
+    assert sum(g["name"].endswith("int8_top1_agreement") for g in gates) == (6 if with_tflite else 3)
 
 
 def test_multitask_bundle_shares_one_backbone_across_its_stages(multitask_bundle):
