@@ -118,8 +118,13 @@ def test_even_subsample_keeps_the_ends_and_spreads_evenly():
     assert even_subsample(list(range(3)), None) == [0, 1, 2]
 
 
-def test_a_bundle_of_another_task_is_refused_with_a_clear_error(tmp_path):
-    with pytest.raises(EdgehistoError, match="IDC data for now"):
+def test_a_bundle_of_an_unknown_task_is_refused_with_a_clear_error(tmp_path):
+    with pytest.raises(EdgehistoError, match="does not know the task 'lung'"):
+        bundle_tiles(Bundle(tmp_path, {"task": "lung"}), tmp_path, None)
+
+
+def test_a_breakhis_bundle_reads_breakhis_data_and_says_when_it_is_missing(tmp_path):
+    with pytest.raises(EdgehistoError, match="BreaKHis"):
         bundle_tiles(Bundle(tmp_path, {"task": "breakhis"}), tmp_path, None)
 
 

@@ -80,13 +80,17 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            values = history.get(prefix + metric)
-            if values:
-                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + metric)
+        # multitask models log one accuracy per head (e.g. binary_probabilities_accuracy)
+        names = [k for k in history if k.endswith(metric) and not k.startswith("val_")]
+        for name in names:
+            for prefix, style in (("", "-"), ("val_", "--")):
+                values = history.get(prefix + name)
+                if values:
+                    ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + name)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
-        ax.legend()
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
