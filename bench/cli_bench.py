@@ -11,7 +11,7 @@ import click
 @click.command("bench")
 @click.argument("bundles", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Labelled data (default: each bundle's recorded test split).")
+              help="Where labelled data lives: a bundle's held-out tiles are used if found there, else every tile.")
 @click.option("--out", "out_dir", default=Path("reports"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3),

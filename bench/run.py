@@ -56,13 +56,17 @@ def machine_info() -> dict:
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+    """Metrics on the tiles the stage applies to (label >= 0); agreement with Keras on all tiles."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
+    agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+    rows = labels >= 0
+    probs, labels, reference = probs[rows], labels[rows], reference[rows]
     predicted = probs.argmax(1)
     return {"accuracy": float(accuracy_score(labels, predicted)),
             "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
             "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-            "agreement_with_keras": float(np.mean(predicted == reference.argmax(1)))}
+            "agreement_with_keras": agreement, "n_labelled": int(rows.sum())}
 
 
 def bench_stage(bundle, stage, x, labels, config: BenchConfig, log: Callable[[str], None]) -> dict:
@@ -130,8 +134,11 @@ def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
+    from edgehisto.train.tasks import TASKS
+
+    truth = TASKS[bundle.task].stage_labels(labels)  # per stage; -1 where a stage does not apply
     result = {"bundle": str(bundle_dir), "task": bundle.task, "data": str(root), "n_tiles": len(x),
-              "stages": {name: bench_stage(bundle, stage, x, labels, config, log)
+              "stages": {name: bench_stage(bundle, stage, x, truth[name], config, log)
                          for name, stage in bundle.stages.items()}}
     if bundle.routing:
         log("  routed end to end (hierarchy)")

@@ -12,7 +12,7 @@ import click
 @click.command("check-parity")
 @click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Labelled data directory (default: the run's test split recorded in the bundle).")
+              help="Where the data lives: the bundle's held-out tiles are used if found there, else every tile.")
 @click.option("--limit", default=512, show_default=True, type=click.IntRange(min=1),
               help="At most this many tiles (evenly subsampled).")
 @click.option("--gradcam-limit", default=64, show_default=True, type=click.IntRange(min=1),

@@ -74,22 +74,33 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _held_out_rows(bundle: Bundle) -> list[dict] | None:
+    reference = bundle.manifest.get("reference", {})
+    split = bundle.file(reference.get("test_split", "reference/test_split.csv"))
+    if not split.is_file():
+        return None
+    with open(split, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
-    """(root, relpaths, task-level labels): ``--data`` if given, else the run's test split."""
+    """(root, relpaths, task-level labels) for parity gates and bench accuracy.
+
+    The bundle's held-out test tiles (``reference/test_split.csv``) are used when they can be
+    found: under ``data_dir`` if given, else under the recorded data root. Otherwise every tile of
+    ``data_dir`` is used (which may include the model's training tiles).
+    """
     from edgehisto.train.tasks import TASKS
 
-    if data_dir is not None:
+    rows = _held_out_rows(bundle)
+    root = Path(data_dir) if data_dir is not None else Path(bundle.manifest.get("reference", {}).get("data_root", ""))
+    if rows and root.is_dir() and all((root / r["relpath"]).is_file() for r in rows):
+        relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
+    elif data_dir is not None:
         tiles = TASKS[bundle.task].scan(Path(data_dir))
         root, relpaths, labels = tiles.root, tiles.relpaths, tiles.labels
     else:
-        reference = bundle.manifest.get("reference", {})
-        root = Path(reference.get("data_root", ""))
-        split = bundle.file(reference.get("test_split", "reference/test_split.csv"))
-        if not split.is_file() or not root.is_dir():
-            raise EdgehistoError(f"the bundle's reference data ({root}) is not here; pass --data DIR")
-        with open(split, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
+        raise EdgehistoError(f"the bundle's reference data ({root}) is not here; pass --data DIR")
     if len(relpaths) > limit:  # an even, deterministic subsample keeps every class represented
         keep = np.linspace(0, len(relpaths) - 1, limit).round().astype(int)
         relpaths, labels = [relpaths[i] for i in keep], np.asarray(labels)[keep]
