@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "edgehisto.train.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
     "models": "edgehisto.runtime.cli_models:models",
+    "verify": "edgehisto.runtime.cli_verify:verify",
 }
 
 
@@ -49,10 +50,15 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; edgehisto errors become one line on stderr and exit code 2."""
+    """Run the CLI; edgehisto errors become one line on stderr and exit code 2.
+
+    With ``standalone_mode=False`` click *returns* the code of a ``click.exceptions.Exit``
+    (``--help``, ``--version`` and our own ``Exit(1)``) instead of raising it, so the returned
+    value is the exit status; a command that finishes normally returns None, i.e. 0.
+    """
     try:
-        cli.main(args=argv, prog_name="edgehisto", standalone_mode=False)
-    except click.exceptions.Exit as stop:
+        status = cli.main(args=argv, prog_name="edgehisto", standalone_mode=False)
+    except click.exceptions.Exit as stop:  # raised, not returned, by some click versions
         sys.exit(stop.exit_code)
     except click.ClickException as usage:
         usage.show()
@@ -63,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
     except EdgehistoError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    sys.exit(0)
+    sys.exit(status if isinstance(status, int) else 0)

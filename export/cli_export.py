@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgehisto.export.cli_options import gate_threshold_options
+
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -23,8 +25,10 @@ import click
               help="Also write TFLite fp32 and int8 files (and check them).")
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Labelled data for the parity gates (default: the run's test split).")
+@gate_threshold_options
 def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calibration_images: int,
-               calibration_method: str, per_channel: bool, tflite: bool, data_dir: Path | None) -> None:
+               calibration_method: str, per_channel: bool, tflite: bool, data_dir: Path | None,
+               thresholds) -> None:
     """Export a trained run to ONNX fp32 + int8 with exact Grad-CAM graphs, then check parity."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgehisto.export.exporter import export_run
@@ -35,7 +39,7 @@ def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calib
     manifest = export_run(run_dir, bundle_dir, gradcam_layer=gradcam_layer, calibration_count=calibration_images,
                           choice=choice, tflite=tflite, log=lambda line: click.echo(line, err=True))
     click.echo(f"wrote {manifest}", err=True)
-    report = check_parity(bundle_dir, data_dir)
+    report = check_parity(bundle_dir, data_dir, thresholds)
     write_report(bundle_dir, report)
     click.echo(format_table(report))
     if not report.passed:

@@ -6,8 +6,9 @@ Gates (thresholds are options of ``check-parity``):
 * ``onnx_int8_accuracy_drop``: Keras accuracy - int8 accuracy <= 1 point;
 * ``tflite_fp32_max_abs_prob_diff``, ``tflite_int8_top1_agreement``, ``tflite_int8_accuracy_drop``:
   the same three gates for the LiteRT (TFLite) fp32 and full-integer int8 files;
-* ``gradcam_fp32_min_pearson``: runtime Grad-CAM (fp32) vs GradientTape, every map r >= 0.99.
-The int8 Grad-CAM correlation is reported, not gated (int8 activations legitimately differ).
+* ``gradcam_fp32_min_pearson``: runtime Grad-CAM (fp32) vs GradientTape, every map r >= 0.99;
+* ``gradcam_int8_mean_pearson``: runtime Grad-CAM from the int8 backbone vs GradientTape, mean
+  r >= 0.95 (int8 activations legitimately differ map by map; the minimum is reported).
 """
 
 from __future__ import annotations
@@ -19,32 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.gates import Gate, Thresholds, format_gates, make_gate, pearson
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.bundle import Bundle, load_bundle
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.preprocess import load_resized, normalize
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    fp32_max_abs_diff: float = 1e-4
-    int8_min_agreement: float = 0.97
-    int8_max_accuracy_drop: float = 0.01
-    gradcam_min_pearson: float = 0.99
-
-
-@dataclass
-class Gate:
-    stage: str
-    name: str
-    value: float
-    threshold: float
-    rule: str  # "<=" or ">="
-    passed: bool
-
-
 @dataclass
 class ParityReport:
+    """Every gate of one ``check-parity`` run, plus values that are reported but not gated."""
+
     bundle: str
     data: str
     n_tiles: int
@@ -57,21 +43,10 @@ class ParityReport:
         return bool(self.gates) and all(g.passed for g in self.gates)
 
     def gate(self, stage: str, name: str, value: float, threshold: float, rule: str) -> None:
-        ok = value <= threshold if rule == "<=" else value >= threshold
-        self.gates.append(Gate(stage, name, float(value), float(threshold), rule, bool(ok)))
+        self.gates.append(make_gate(stage, name, value, threshold, rule))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two maps; two (near-)constant equal maps count as r = 1, else as 0."""
-    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-    scale = max(np.abs(a).max(initial=0), np.abs(b).max(initial=0), 1e-12)
-    flat_a, flat_b = np.ptp(a) <= 1e-6 * scale, np.ptp(b) <= 1e-6 * scale
-    if flat_a or flat_b:
-        return 1.0 if flat_a and flat_b and np.allclose(a, b, atol=1e-6 * scale) else 0.0
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _held_out_rows(bundle: Bundle) -> list[dict] | None:
@@ -124,9 +99,10 @@ class _References:
         return self._models[path], outputs
 
 
-def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thresholds = Thresholds(),
+def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thresholds | None = None,
                  limit: int = 512, gradcam_limit: int = 64) -> ParityReport:
     """Run every gate for every stage of a bundle (and its routing); returns the report."""
+    thresholds = thresholds or Thresholds()
     import keras
 
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
@@ -139,7 +115,7 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     report = ParityReport(str(bundle_dir), str(root), len(relpaths), 0)
-    runtimes = {p: Classifier(bundle, precision=p) for p in ("fp32", "int8")}
+    runtimes = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in ("fp32", "int8")}
     references, keras_top1 = _References(bundle), {}
     for name, stage in bundle.stages.items():
         model, outputs = references.stage(name)
@@ -165,13 +141,14 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
         r = {p: [pearson(a, b) for a, b in zip(tf_maps, rt.gradcam(xs[:n_cam], name, ref_top1[:n_cam]), strict=True)]
              for p, rt in runtimes.items()}
         report.gate(name, "gradcam_fp32_min_pearson", min(r["fp32"]), thresholds.gradcam_min_pearson, ">=")
+        report.gate(name, "gradcam_int8_mean_pearson", np.mean(r["int8"]), thresholds.gradcam_int8_min_mean_pearson,
+                    ">=")
         report.reported.setdefault(name, {}).update({
             "n_tiles": len(rows), "keras_accuracy": float(keras_acc),
             "onnx_fp32_accuracy": float(np.mean(probs["fp32"].argmax(1) == ys)),
             "onnx_int8_accuracy": float(int8_acc),
             "onnx_int8_max_abs_prob_diff": float(np.abs(probs["int8"] - reference).max()),
             "gradcam_fp32_mean_pearson": float(np.mean(r["fp32"])),
-            "gradcam_int8_mean_pearson": float(np.mean(r["int8"])),
             "gradcam_int8_min_pearson": float(np.min(r["int8"])),
         })
     if bundle.routing:
@@ -232,13 +209,7 @@ def write_report(bundle_dir: Path, report: ParityReport) -> Path:
 
 def format_table(report: ParityReport) -> str:
     """The gates as an aligned text table with a verdict line."""
-    lines = [f"{'stage':<10} {'gate':<30} {'value':>12} {'rule':>4} {'threshold':>10}  result"]
-    for g in report.gates:
-        lines.append(f"{g.stage:<10} {g.name:<30} {g.value:>12.6g} {g.rule:>4} {g.threshold:>10.4g}  "
-                     f"{'PASS' if g.passed else 'FAIL'}")
-    for stage, values in report.reported.items():
-        for key, value in values.items():
-            lines.append(f"{stage:<10} {key:<30} {value:>12.6g}  (reported)")
+    lines = format_gates(report.gates, report.reported)
     verdict = "all parity gates pass" if report.passed else "PARITY FAILED"
     lines.append(f"{verdict} ({report.n_tiles} tiles, {report.n_gradcam} Grad-CAM maps, data: {report.data})")
     return "\n".join(lines)
