@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
-.PHONY: install test lint demo demo-pipeline default-model bench clean
+.PHONY: install test lint demo demo-pipeline default-model reexport-default-model bench verify-cpus clean
 
 install: $(STAMP)
 
@@ -20,6 +20,25 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest
+	$(MAKE) verify-cpus
+
+# On-device verification of the embedded bundle: natively (fp32 + int8), then int8 under QEMU
+# user-mode emulation of the CPU kinds whose onnxruntime int8 kernels differ: AVX2, SSE4.2,
+# Raspberry Pi 4 (Cortex-A72) and Pi 5 (Cortex-A76). `.ci/emulated-cpus setup` installs
+# qemu-user and an arm64 Python once (cached in .cache/emulation) and fails loudly if it can't.
+# SKIP_EMULATION=1 skips the emulated leg on purpose (CI never sets it).
+EMULATED_CPUS ?= haswell nehalem cortex-a72 cortex-a76
+verify-cpus: install
+	$(EH) verify
+ifeq ($(SKIP_EMULATION),1)
+	@echo "verify-cpus: emulated CPUs skipped (SKIP_EMULATION=1)"
+else
+	.ci/emulated-cpus setup
+	@for cpu in $(EMULATED_CPUS); do \
+		echo "== verify under QEMU: $$cpu"; \
+		.ci/emulated-cpus run $$cpu -- -m edgehisto verify --precision int8 || exit 1; \
+	done
+endif
 
 EH := $(VENV)/bin/edgehisto
 IDC_DATA ?= ../shared/data/idc
@@ -61,6 +80,12 @@ default-model: install
 	$(EH) export $(DEFAULT_RUNS)/idc128 --out $(DEFAULT_RUNS)/bundle128
 	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) \
 		$(DEFAULT_RUNS)/idc50:$(DEFAULT_RUNS)/bundle50 $(DEFAULT_RUNS)/idc128:$(DEFAULT_RUNS)/bundle128
+
+# Re-export the embedded default with the current exporter (same Keras weights; new int8 files,
+# golden set, parity report and model card). Needs ../shared/data/idc.
+reexport-default-model: install
+	rm -rf runs/reexport
+	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) --reexport runs/reexport
 
 # Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots) and the
 # onnxruntime tuning of the first bundle (reports/ort_tuning.{json,md}), then the

@@ -21,6 +21,10 @@ class UnsupportedManifest(BundleError, ValueError):
     """The manifest's schema version or task is not one this runtime knows."""
 
 
+class BundleNotVerified(BundleError, ValueError):
+    """A bundle failed its parity gates at export, or carries no parity verdict."""
+
+
 class InvalidImage(EdgehistoError, ValueError):
     """A tile cannot be decoded into the RGB image the model expects."""
 

@@ -114,7 +114,7 @@ def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig)
     rows = {"keras_fp32": {"accuracy": float(np.mean(reference == labels)), "agreement_with_keras": 1.0,
                            "latency_all_threads": latency_ms(keras_one, config.repeats)}}
     for precision in ("fp32", "int8"):
-        clf = Classifier(bundle, precision=precision)
+        clf = Classifier(bundle, precision=precision, allow_failed_parity=True)
         predicted = np.array([classes.index(r.stages[-1].label) for r in clf.classify_tensor(x)])
         rows[f"onnx_{precision}"] = {
             "accuracy": float(np.mean(predicted == labels)),

@@ -15,14 +15,25 @@ from onnxruntime.quantization import CalibrationDataReader
 from edgehisto.runtime.preprocess import PreprocessSpec, load_resized, normalize
 
 
+def calibration_tiles(
+    data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
+) -> np.ndarray:
+    """Resized uint8 RGB tiles (count, h, w, 3): a seeded random draw from ``relpaths``."""
+    return np.stack([load_resized(Path(data_root) / relpath, spec) for relpath in calibration_draw(relpaths, count, seed)])
+
+
+def calibration_draw(relpaths: list[str], count: int, seed: int) -> list[str]:
+    """The seeded random draw of calibration tiles, in ``relpaths`` order."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(relpaths), size=min(count, len(relpaths)), replace=False)
+    return [relpaths[i] for i in sorted(chosen)]
+
+
 def calibration_images(
     data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
 ) -> np.ndarray:
-    """Preprocessed float32 images (count, h, w, 3): a seeded random draw from ``relpaths``."""
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(relpaths), size=min(count, len(relpaths)), replace=False)
-    tiles = [load_resized(Path(data_root) / relpaths[i], spec) for i in sorted(chosen)]
-    return normalize(np.stack(tiles), spec)
+    """Preprocessed float32 images (count, h, w, 3): the same draw as ``calibration_tiles``."""
+    return normalize(calibration_tiles(data_root, relpaths, spec, count, seed), spec)
 
 
 class ImageCalibrationReader(CalibrationDataReader):

@@ -29,8 +29,9 @@ import keras
 import onnx
 
 from edgehisto.errors import ExportError
-from edgehisto.export.calibration import calibration_images
+from edgehisto.export.calibration import calibration_draw, calibration_images
 from edgehisto.export.convert import OPSET, split_at, to_onnx
+from edgehisto.export.golden import display_peaks, write_golden_set
 from edgehisto.export.onnx_grad import build_gradient_model
 from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
 from edgehisto.export.tflite import convert_tflite_fp32, convert_tflite_int8
@@ -148,9 +149,10 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
                                      calibration_count, run_info["config"]["seed"])
     stages, quantization = {}, {}
     shared: dict = {}
-    sources = stages_of_run(run_dir, run_info, gradcam_layer)
-    uses = Counter(source.model_path for source in sources)
-    for stage in sources:
+    stage_sources = stages_of_run(run_dir, run_info, gradcam_layer)
+    sources_by_stage = {source.name: source for source in stage_sources}
+    uses = Counter(source.model_path for source in stage_sources)
+    for stage in stage_sources:
         backbone_dir = "shared" if uses[stage.model_path] > 1 else stage.name
         stages[stage.name], quantization[stage.name] = export_stage(
             stage, out_dir, calibration, choice, log, shared, backbone_dir, tflite)
@@ -172,8 +174,23 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "provenance": provenance({"run_dir": run_dir, "gradcam_layer": gradcam_layer,
                                   "calibration_images": calibration_count}),
     }
+    for name, peak in display_peaks(out_dir, manifest, calibration).items():
+        manifest["stages"][name]["gradcam_display_peak"] = peak
+    log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
+    sources = [Path(run_info["data_dir"]) / relpath
+               for relpath in calibration_draw(train_rows, calibration_count, run_info["config"]["seed"])]
+    manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared))
     write_manifest(out_dir, manifest)
     return out_dir / MANIFEST
+
+
+def _reference_models(sources: dict[str, StageSource], shared: dict):
+    """``stage name -> (keras model, output layer names)`` from the models export loaded."""
+    def reference(name: str):
+        stage = sources[name]
+        outputs = {"logits": stage.logits_layer, "probabilities": stage.probabilities_layer}
+        return shared[("model", stage.model_path.resolve())], outputs
+    return reference
 
 
 def write_manifest(out_dir: Path, manifest: dict) -> None:

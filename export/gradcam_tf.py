@@ -11,7 +11,8 @@ def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
                class_indices: np.ndarray, batch_size: int = 32, logits: str = "logits") -> np.ndarray:
     """Grad-CAM maps (N, h, w) of the pre-activation score of ``class_indices`` at ``layer``.
 
-    The score is the logit of the class (softmax models) or ±logit (single-sigmoid models).
+    The score is the logit of the class (softmax models) or, for single-sigmoid models, the
+    logit itself whatever the class: the positive-class map (see ``runtime/gradcam.py``).
     """
     probe = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer(logits).output])
     maps = []
@@ -21,7 +22,7 @@ def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
         with tf.GradientTape() as tape:
             activations, logits = probe(batch, training=False)
             if output == "sigmoid":
-                score = logits[:, 0] * tf.where(classes == 1, 1.0, -1.0)
+                score = logits[:, 0]
             else:
                 score = tf.gather(logits, classes, batch_dims=1)
         # Rows are independent at inference (BatchNorm uses moving statistics), so the

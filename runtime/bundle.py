@@ -51,6 +51,8 @@ class StageSpec:
     gradcam_layer: str
     files: dict[str, str]
     tflite_output: str = "output_0"
+    # The map value drawn at full colour in overlays (None: each map scaled by its own peak).
+    gradcam_display_peak: float | None = None
 
     def backbone(self, precision: str) -> str:
         return self.files[f"backbone_{precision}"]
@@ -75,7 +77,7 @@ class Bundle:
     def stages(self) -> dict[str, StageSpec]:
         return {
             name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]),
-                            s.get("tflite_output", "output_0"))
+                            s.get("tflite_output", "output_0"), s.get("gradcam_display_peak"))
             for name, s in self.manifest["stages"].items()
         }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgehisto.errors import EdgehistoError
+from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.bundle import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.runtime.gradcam import gradcam, score_seed
 from edgehisto.runtime.preprocess import load_resized, normalize, resize_tile
@@ -39,6 +39,7 @@ class TileResult:
     stages: list[StageResult] = field(default_factory=list)
     error: str | None = None
     image: np.ndarray | None = None  # the resized uint8 RGB model input, kept for overlays
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,13 +48,16 @@ class TileResult:
     def to_record(self) -> dict:
         """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities) or error."""
         if self.error is not None:
-            return {"path": self.path, "error": self.error}
-        first = self.stages[0]
-        record = {"path": self.path, "label": first.label, "probabilities": first.probabilities}
-        for routed in self.stages[1:]:
-            record["subtype"] = routed.label
-            record["subtype_probabilities"] = routed.probabilities
-            record["subtype_stage"] = routed.stage
+            record = {"path": self.path, "error": self.error}
+        else:
+            first = self.stages[0]
+            record = {"path": self.path, "label": first.label, "probabilities": first.probabilities}
+            for routed in self.stages[1:]:
+                record["subtype"] = routed.label
+                record["subtype_probabilities"] = routed.probabilities
+                record["subtype_stage"] = routed.stage
+        if self.warning is not None:
+            record["warning"] = self.warning
         return record
 
 
@@ -73,13 +77,33 @@ def _session(path: Path, threads: int | None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class Classifier:
-    """A loaded bundle with onnxruntime CPU sessions for one precision."""
+def parity_problem(bundle: Bundle) -> str | None:
+    """Why a bundle must not be used silently (failed or missing parity verdict), or None."""
+    verdict = bundle.manifest.get("parity", {}).get("passed")
+    if verdict is True:
+        return None
+    if verdict is None:
+        return f"bundle {bundle.path} carries no parity verdict (run edgehisto check-parity --write)"
+    return f"bundle {bundle.path} failed its parity gates at export (see its parity.json)"
 
-    def __init__(self, bundle: Bundle | str | Path, precision: str = "fp32", threads: int | None = None):
+
+class Classifier:
+    """A loaded bundle with onnxruntime CPU sessions for one precision.
+
+    A bundle whose manifest does not record passed parity gates is refused with
+    ``BundleNotVerified``; ``allow_failed_parity=True`` uses it anyway, and every result then
+    carries a ``warning`` saying so.
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, precision: str = "fp32", threads: int | None = None,
+                 allow_failed_parity: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        problem = parity_problem(self.bundle)
+        if problem and not allow_failed_parity:
+            raise BundleNotVerified(f"{problem}; refusing to use it (--allow-failed-parity overrides)")
+        self.warning = f"{problem}; used because parity checks were overridden" if problem else None
         self.precision = precision
         self.spec = self.bundle.preprocess
         self.stages = self.bundle.stages
@@ -128,13 +152,14 @@ class Classifier:
     def classify_arrays(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[TileResult]:
         """Classify 8-bit RGB arrays (H, W, 3) held in memory."""
         resized, x = self.preprocess(images)
-        results = [TileResult(path=f"<array {i}>", image=resized[i]) for i in range(len(images))]
+        results = [TileResult(path=f"<array {i}>", image=resized[i], warning=self.warning)
+                   for i in range(len(images))]
         self._run(x, results, gradcam)
         return results
 
     def classify_tensor(self, x: np.ndarray, gradcam: bool = False) -> list[TileResult]:
         """Classify an already preprocessed float batch (N, h, w, 3), routing included."""
-        results = [TileResult(path=f"<row {i}>") for i in range(len(x))]
+        results = [TileResult(path=f"<row {i}>", warning=self.warning) for i in range(len(x))]
         self._run(x, results, gradcam)
         return results
 
@@ -145,7 +170,7 @@ class Classifier:
         for chunk in _chunks(list(paths), batch_size):
             loaded, batch = [], []
             for path in chunk:
-                result = TileResult(path=str(path))
+                result = TileResult(path=str(path), warning=self.warning)
                 try:
                     result.image = load_resized(path, self.spec)
                 except EdgehistoError as error:

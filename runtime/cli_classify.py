@@ -20,8 +20,10 @@ import click
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "csv"]))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads.")
+@click.option("--allow-failed-parity", is_flag=True,
+              help="Use a bundle that failed (or never ran) its parity gates; every record says so.")
 def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gradcam_dir: Path | None,
-             fmt: str, batch_size: int, threads: int | None) -> None:
+             fmt: str, batch_size: int, threads: int | None, allow_failed_parity: bool) -> None:
     """Classify image files, directories or glob patterns (CPU, onnxruntime).
 
     Exit code 0 if every tile was classified, 1 if any failed (each failure is a record with
@@ -31,14 +33,18 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
     from edgehisto.runtime.inputs import expand_inputs
     from edgehisto.runtime.registry import resolve_bundle
 
-    classifier = Classifier(resolve_bundle(bundle_dir), precision=precision, threads=threads)
+    classifier = Classifier(resolve_bundle(bundle_dir), precision=precision, threads=threads,
+                            allow_failed_parity=allow_failed_parity)
+    if classifier.warning:
+        click.echo(f"warning: {classifier.warning}", err=True)
     files, unmatched = expand_inputs(list(paths))
     results = classifier.classify_paths(files, gradcam=gradcam_dir is not None, batch_size=batch_size)
     results += [TileResult(path=argument, error=reason) for argument, reason in unmatched]
     if gradcam_dir is not None:
         from edgehisto.runtime.outputs import write_gradcam_files
 
-        write_gradcam_files(results, gradcam_dir)
+        write_gradcam_files(results, gradcam_dir,
+                            {name: stage.gradcam_display_peak for name, stage in classifier.stages.items()})
     records = [r.to_record() for r in results]
     click.echo(render(records, fmt), nl=False)
     failed = sum(1 for r in results if not r.ok)
@@ -59,7 +65,8 @@ def render(records: list[dict], fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue()
-    shown = [c for c in ("path", "label", "confidence", "subtype", "subtype_confidence", "error") if c in columns]
+    shown = [c for c in ("path", "label", "confidence", "subtype", "subtype_confidence", "error", "warning")
+             if c in columns]
     widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in shown}
     lines = ["  ".join(c.ljust(widths[c]) for c in shown)]
     lines += ["  ".join(str(row.get(c, "")).ljust(widths[c]) for c in shown) for row in rows]
@@ -68,6 +75,8 @@ def render(records: list[dict], fmt: str) -> str:
 
 def _flat(record: dict) -> dict:
     row = {"path": record["path"]}
+    if "warning" in record:
+        row["warning"] = record["warning"]
     if "error" in record:
         return row | {"error": record["error"]}
     row["label"] = record["label"]

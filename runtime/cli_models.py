@@ -1,4 +1,4 @@
-"""``edgehisto models``: the bundles embedded in the package."""
+"""``edgehisto models``: the bundles embedded in the package, and whether they verify here."""
 
 from __future__ import annotations
 
@@ -9,23 +9,17 @@ import click
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def models(as_json: bool) -> None:
-    """List the embedded bundles (the default is used when classify gets no --model)."""
-    from edgehisto.runtime.bundle import load_bundle
-    from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Run each bundle's golden set on this machine (about a second per bundle).")
+def models(as_json: bool, verify: bool) -> None:
+    """List the embedded bundles (the default is used when classify gets no --model).
 
-    rows = []
-    for name, path in embedded_bundles().items():
-        bundle = load_bundle(path)
-        stages = bundle.manifest["stages"]
-        rows.append({
-            "name": name, "default": name == DEFAULT_MODEL, "path": str(path), "task": bundle.task,
-            "input_size": list(bundle.preprocess.input_size),
-            "classes": {s: v["class_names"] for s, v in stages.items()},
-            "parity_passed": bundle.manifest.get("parity", {}).get("passed"),
-            "size_mb": round(sum(e["bytes"] for e in bundle.manifest["files"].values()) / 1e6, 2),
-            "model_card": str(path / "MODEL_CARD.md") if (path / "MODEL_CARD.md").is_file() else None,
-        })
+    Each shows its stored parity verdict (from export) and, with --verify, this machine's
+    ``edgehisto verify`` verdict.
+    """
+    from edgehisto.runtime.registry import describe_embedded
+
+    rows = describe_embedded(verify=verify)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -33,8 +27,11 @@ def models(as_json: bool) -> None:
         click.echo("no embedded bundles")
     for row in rows:
         marker = " (default)" if row["default"] else ""
+        here = {True: "passes", False: "FAILS", None: "not run"}[row["verified_here"]]
         click.echo(f"{row['name']}{marker}: task {row['task']}, input {row['input_size'][0]}x{row['input_size'][1]}, "
-                   f"{row['size_mb']} MB, parity {'passed' if row['parity_passed'] else 'NOT passed'}")
+                   f"{row['size_mb']} MB, sha256 {row['manifest_sha256'][:12]}")
+        click.echo(f"  parity at export: {'passed' if row['parity_passed'] else 'NOT passed'}; "
+                   f"verify on this machine ({row['cpu']}): {here}")
         click.echo(f"  {row['path']}")
         if row["model_card"]:
             click.echo(f"  model card: {row['model_card']}")

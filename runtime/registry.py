@@ -28,3 +28,32 @@ def resolve_bundle(model: str | Path | None) -> Bundle:
     if not Path(model).exists() and str(model) in embedded:
         return load_bundle(embedded[str(model)])
     return load_bundle(model)
+
+
+def describe_embedded(verify: bool = True) -> list[dict]:
+    """One record per embedded bundle: identity, classes, stored parity verdict, verify here."""
+    import hashlib
+
+    from edgehisto.errors import EdgehistoError
+    from edgehisto.runtime.verify import cpu_kind, verify_bundle
+
+    rows = []
+    for name, path in embedded_bundles().items():
+        bundle = load_bundle(path)
+        verified = None
+        if verify:
+            try:
+                verified = verify_bundle(bundle).passed
+            except EdgehistoError:
+                verified = False
+        rows.append({
+            "name": name, "default": name == DEFAULT_MODEL, "path": str(path), "task": bundle.task,
+            "manifest_sha256": hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest(),
+            "input_size": list(bundle.preprocess.input_size),
+            "classes": {s: v["class_names"] for s, v in bundle.manifest["stages"].items()},
+            "parity_passed": bundle.manifest.get("parity", {}).get("passed"),
+            "verified_here": verified, "cpu": cpu_kind(),
+            "size_mb": round(sum(e["bytes"] for e in bundle.manifest["files"].values()) / 1e6, 2),
+            "model_card": str(path / "MODEL_CARD.md") if (path / "MODEL_CARD.md").is_file() else None,
+        })
+    return rows

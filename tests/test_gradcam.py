@@ -37,10 +37,23 @@ def test_gradcam_treats_each_batch_row_on_its_own():
     np.testing.assert_array_equal(both, [[[2, 0], [0, 0]], [[0, 0], [0, 0]]])
 
 
-def test_sigmoid_score_seed_is_plus_one_for_the_positive_class_and_minus_one_for_the_negative():
+def test_a_sigmoid_model_always_maps_the_positive_class_evidence():
+    # The negative-class map (seed -1) was a padding artefact on the embedded IDC model.
     seed = score_seed("sigmoid", 1, np.array([1, 0, 1]))
-    np.testing.assert_array_equal(seed, [[1.0], [-1.0], [1.0]])
+    np.testing.assert_array_equal(seed, [[1.0], [1.0], [1.0]])
     assert seed.dtype == np.float32
+
+
+def test_a_fixed_display_peak_draws_weak_maps_faintly_and_clips_strong_ones():
+    cam = np.array([[0.0, 0.5], [1.0, 4.0]], np.float32)
+    np.testing.assert_array_equal(normalize_map(cam, peak=2.0), [[0.0, 0.25], [0.5, 1.0]])
+    np.testing.assert_array_equal(normalize_map(cam), cam / 4.0)
+    tile = np.full((8, 8, 3), 128, np.uint8)
+    blank = overlay(tile, np.zeros_like(cam)).astype(int)
+    faint = overlay(tile, cam * 0.01, peak=2.0).astype(int)
+    stretched = overlay(tile, cam * 0.01).astype(int)  # scaled by its own peak: full colour
+    assert np.abs(faint - blank).max() <= 10 < np.abs(stretched - blank).max()
+    assert cam.max() == 4.0  # the caller's map is untouched
 
 
 def test_softmax_score_seed_is_one_hot_on_the_class():

@@ -103,6 +103,7 @@ def tiny_bundle(tmp_path: Path) -> Path:
         }},
         "files": {name: {"sha256": sha256_of(bundle / name), "bytes": (bundle / name).stat().st_size}
                   for name in sorted(set(files.values()))},
+        "parity": {"passed": True},  # hand-built: nothing to compare against
     }
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return bundle
@@ -123,6 +124,10 @@ if bundle:
         edgehisto.cli.main(["classify", tile, "--model", bundle, "--gradcam", cams, "--format", "json"])
     except SystemExit as stop:
         assert stop.code == 0, f"classify exited with {stop.code}"
+    try:  # on-device verification of the embedded default must not need TensorFlow either
+        edgehisto.cli.main(["verify", "--json"])
+    except SystemExit as stop:
+        assert stop.code == 0, f"verify exited with {stop.code}"
 with open(report, "w") as handle:
     json.dump(sorted(sys.modules), handle)
 """

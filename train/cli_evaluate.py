@@ -22,8 +22,10 @@ import click
               help="Deletion test: share of the Grad-CAM map's top pixels to delete (vs as many random).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random deletion masks.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--allow-failed-parity", is_flag=True,
+              help="Evaluate a bundle that failed (or never ran) its parity gates; the report says so.")
 def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, limit: int | None,
-             panel_n: int, top_k_percent: float, seed: int, batch_size: int) -> None:
+             panel_n: int, top_k_percent: float, seed: int, batch_size: int, allow_failed_parity: bool) -> None:
     """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
     stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
     deletion test."""
@@ -32,7 +34,7 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
     precisions = ("fp32", "int8") if precision == "both" else (precision,)
     report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
                              top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
-                             log=lambda line: click.echo(line, err=True))
+                             allow_failed_parity=allow_failed_parity, log=lambda line: click.echo(line, err=True))
     for stem, result in report["results"].items():
         metrics, deletion = result["metrics"], result.get("deletion")
         line = (f"{stem}: accuracy {metrics['accuracy']:.4f}, balanced accuracy "

@@ -232,8 +232,12 @@ def write_predictions(outcomes: Sequence[TileOutcome], class_names: Sequence[str
 
 def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions: Sequence[str] = PRECISIONS,
                     limit: int | None = None, panel_n: int = 4, top_k_percent: float = 20.0,
-                    seed: int = 0, batch_size: int = 64, log: Callable[[str], None] = print) -> dict:
+                    seed: int = 0, batch_size: int = 64, allow_failed_parity: bool = False,
+                    log: Callable[[str], None] = print) -> dict:
     """Evaluate every stage of a bundle at each precision; writes the report dir, returns its JSON.
+
+    A bundle without passed parity gates is refused unless ``allow_failed_parity`` (then the
+    report's ``parity_warning`` says so).
 
     Returns the content of ``evaluation.json``: settings, per ``<stage>_<precision>`` the metrics,
     localisation, deletion test and the files written (relative to ``out_dir``), and failures.
@@ -243,14 +247,16 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
     out_dir, bundle = Path(out_dir), load_bundle(bundle_dir)
     settings = {"precisions": list(precisions), "limit": limit, "panel_n": panel_n,
                 "top_k_percent": top_k_percent, "seed": seed}
+    first = Classifier(bundle, precision=precisions[0], allow_failed_parity=allow_failed_parity)
     tiles, n_problems = bundle_tiles(bundle, data_dir, limit)
     log(f"evaluating {len(tiles)} tiles of {data_dir} ({sum(t.mask_path is not None for t in tiles)} "
         f"with lesion masks, {n_problems} files left out by the scan)")
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"bundle": str(bundle_dir), "data": str(data_dir), "task": bundle.task, "n_tiles": len(tiles),
-              "n_scan_problems": n_problems, "settings": settings, "results": {}, "failures": {}}
+              "n_scan_problems": n_problems, "settings": settings, "results": {}, "failures": {},
+              "parity_warning": first.warning}
     for precision in precisions:
-        classifier = Classifier(bundle, precision=precision)
+        classifier = Classifier(bundle, precision=precision, allow_failed_parity=allow_failed_parity)
         outcomes, report["failures"][precision] = score_tiles(classifier, tiles, top_k_percent, seed,
                                                               batch_size, log)
         for stage_name, rows in outcomes.items():

@@ -1,0 +1,136 @@
+"""The golden set: a few tiles and the outputs they must give, stored in the bundle at export.
+
+``edgehisto verify`` replays them with the runtime alone (no TensorFlow, no data folder) on
+whatever machine it runs on. The set holds:
+
+* ``golden/tiles/NN.png``: tiles from the calibration draw (training split), stored losslessly as
+  the runtime reads them: the decoded tile when it fits the model input (so verify also exercises
+  padding and resizing), else the tile already resized to the model input;
+* ``golden/expected.npz``: per stage, the Keras reference's probabilities, its top-1 class and
+  its GradientTape Grad-CAM map for that class, and the exporting machine's ONNX int8
+  probabilities (the cross-CPU reference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgehisto.bundle.gates import Thresholds
+from edgehisto.runtime.bundle import Bundle
+from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.images import decode_rgb
+from edgehisto.runtime.preprocess import PreprocessSpec, load_resized, normalize, resize_tile
+
+GOLDEN_DIR = "golden"
+EXPECTED = f"{GOLDEN_DIR}/expected.npz"
+GOLDEN_COUNT = 16
+# The clearest tiles are chosen: int8 legitimately flips near-ties, and the golden set tests the
+# machine, not the decision boundary. The full gates on hundreds of held-out tiles
+# (check-parity) still include every tile.
+# int8 outputs on another CPU vs those recorded at export: the cross-CPU portability gate.
+PORTABILITY_MAX_ABS_PROB_DIFF = 1e-3
+
+
+def golden_tile(path: Path, spec: PreprocessSpec) -> np.ndarray:
+    """The uint8 RGB tile to store: as decoded if it fits the model input, else resized."""
+    rgb = decode_rgb(Path(path).read_bytes(), max_pixels=spec.max_pixels, min_side=spec.min_side)
+    height, width = spec.input_size
+    return rgb if rgb.shape[0] <= height and rgb.shape[1] <= width else resize_tile(rgb, spec)
+
+
+def choose_golden(entry_probabilities: np.ndarray, count: int = GOLDEN_COUNT) -> list[int]:
+    """Indices of up to ``count`` tiles: round-robin over predicted classes, clearest first.
+
+    Within a class, tiles are taken in order of decreasing top-1 margin (Keras probability of the
+    top class minus the runner-up's).
+    """
+    ordered = np.sort(entry_probabilities, axis=1)
+    margin = ordered[:, -1] - ordered[:, -2]
+    predicted = entry_probabilities.argmax(axis=1)
+    queues = [sorted(np.flatnonzero(predicted == c), key=lambda i: (-margin[i], i))
+              for c in range(entry_probabilities.shape[1])]
+    chosen: list[int] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return sorted(chosen)
+
+
+def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], reference) -> dict:
+    """Write the golden tiles and expected outputs; returns the manifest's ``golden`` entry.
+
+    Args:
+        out_dir: the bundle being written (its ONNX files must exist).
+        manifest: the bundle's manifest so far (stages, preprocess, routing).
+        sources: candidate tile files (the calibration draw, training split).
+        reference: ``reference(stage_name) -> (keras_model, outputs)``, the Keras references.
+    """
+    from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
+
+    bundle = Bundle(Path(out_dir), manifest)
+    spec = PreprocessSpec.from_dict(manifest["preprocess"])
+    candidates = [golden_tile(path, spec) for path in sources]
+    x_all = normalize(np.stack([resize_tile(tile, spec) for tile in candidates]), spec)
+    entry_model, entry_outputs = reference(bundle.entry_stage)
+    entry = _stage_model(entry_model, entry_outputs)
+    chosen = choose_golden(keras_probabilities(entry, x_all))
+    tiles_dir = Path(out_dir) / GOLDEN_DIR / "tiles"
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, index in enumerate(chosen):
+        names.append(f"{GOLDEN_DIR}/tiles/{k:02d}.png")
+        ok = cv2.imwrite(str(Path(out_dir) / names[-1]), cv2.cvtColor(candidates[index], cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OSError(f"cannot write {names[-1]}")
+    # Expected outputs come from the files as written, read the way the runtime reads them.
+    x = normalize(np.stack([load_resized(Path(out_dir) / name, spec) for name in names]), spec)
+    int8 = Classifier(bundle, precision="int8", allow_failed_parity=True)
+    expected = {}
+    for name, stage in bundle.stages.items():
+        model, outputs = reference(name)
+        probabilities = keras_probabilities(_stage_model(model, outputs), x)
+        top1 = probabilities.argmax(axis=1)
+        expected[f"keras_probabilities__{name}"] = probabilities.astype(np.float32)
+        expected[f"keras_top1__{name}"] = top1.astype(np.int64)
+        expected[f"keras_gradcam__{name}"] = tf_gradcam(model, stage.gradcam_layer, stage.output, x, top1,
+                                                       logits=outputs["logits"])
+        expected[f"int8_probabilities__{name}"] = int8.head(int8.activations(x, stage), stage)[1]
+    np.savez_compressed(Path(out_dir) / EXPECTED, **expected)
+    return {
+        "tiles": names, "expected": EXPECTED,
+        "source": "calibration draw from the training split",
+        "selection": "round-robin over the Keras-predicted classes of the entry stage, "
+                     "largest top-1 margin first",
+        "thresholds": Thresholds().to_dict(),
+        "int8_portability_max_abs_prob_diff": PORTABILITY_MAX_ABS_PROB_DIFF,
+    }
+
+
+def display_peaks(out_dir: Path, manifest: dict, calibration: np.ndarray) -> dict[str, float]:
+    """Fixed overlay scales of single-sigmoid stages: the map value drawn at full colour.
+
+    It is the 95th percentile of the fp32 map peaks on the calibration tiles the model calls
+    positive, so a negative tile's weak IDC evidence is drawn faintly instead of being stretched
+    to full colour by its own peak. Softmax stages keep per-map scaling (no entry).
+    """
+    runtime = Classifier(Bundle(Path(out_dir), manifest), precision="fp32", allow_failed_parity=True)
+    peaks = {}
+    for name, stage in runtime.stages.items():
+        if stage.output != "sigmoid":
+            continue
+        probabilities = runtime.head(runtime.activations(calibration, stage), stage)[1]
+        positive = probabilities.argmax(axis=1) == 1
+        maps = runtime.gradcam(calibration, name, np.ones(len(calibration), np.int64))
+        chosen = maps[positive] if positive.any() else maps
+        peaks[name] = float(np.percentile(chosen.reshape(len(chosen), -1).max(axis=1), 95))
+    return peaks
+
+
+def _stage_model(model, outputs: dict):
+    import keras
+
+    return keras.Model(model.input, model.get_layer(outputs["probabilities"]).output)
