@@ -44,6 +44,25 @@ class Gate:
     passed: bool
 
 
+class GateVerdict:
+    """Mixin for a dataclass report with ``gates: list[Gate]``: the verdict and gate recording."""
+
+    gates: list[Gate]
+
+    @property
+    def passed(self) -> bool:
+        """True when there is at least one gate and every gate passes."""
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    def gate(self, stage: str, name: str, value: float, threshold: float, rule: str) -> None:
+        """Evaluate and record one gate."""
+        self.gates.append(make_gate(stage, name, value, threshold, rule))
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready data, verdict included."""
+        return {**asdict(self), "passed": self.passed}
+
+
 def make_gate(stage: str, name: str, value: float, threshold: float, rule: str) -> Gate:
     """Evaluate one gate (a NaN value never passes)."""
     value = float(value)

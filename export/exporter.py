@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -168,8 +169,10 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "routing": run_info.get("routing", {}),
         "stages": stages,
         "quantization": quantization,
-        "reference": {"data_root": run_info["data_dir"], "test_split": "reference/test_split.csv"},
-        "training": {"run_dir": str(run_dir.resolve()), "config": run_info["config"],
+        # Paths relative to where export ran (the project root for make targets): a bundle that
+        # travels must not carry this machine's absolute paths.
+        "reference": {"data_root": os.path.relpath(run_info["data_dir"]), "test_split": "reference/test_split.csv"},
+        "training": {"run_dir": os.path.relpath(run_dir), "config": run_info["config"],
                      "test_metrics": _test_metrics(run_dir)},
         "provenance": provenance({"run_dir": run_dir, "gradcam_layer": gradcam_layer,
                                   "calibration_images": calibration_count}),

@@ -94,7 +94,9 @@ def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison
         "target_met_int8_test": bool(metrics["test"]["int8"]["balanced_accuracy"] >= TARGET["balanced_accuracy"]
                                      and metrics["test"]["int8"]["sensitivity"] >= TARGET["positive_recall"]),
         "val_tuned_threshold": {"threshold": threshold, "test_int8_at_threshold": tuned},
-        "comparison": comparison, "versions": run["provenance"]["versions"],
+        # Candidate rows without their working directories (machine paths).
+        "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
+        "versions": run["provenance"]["versions"],
     }
     (Path(bundle_dir) / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (Path(bundle_dir) / "MODEL_CARD.md").write_text(render(card) + "\n")

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.gates import Gate, Thresholds, format_gates, make_gate, pearson
+from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.bundle import Bundle, load_bundle
 from edgehisto.runtime.classifier import Classifier
@@ -28,7 +28,7 @@ from edgehisto.runtime.preprocess import load_resized, normalize
 
 
 @dataclass
-class ParityReport:
+class ParityReport(GateVerdict):
     """Every gate of one ``check-parity`` run, plus values that are reported but not gated."""
 
     bundle: str
@@ -37,16 +37,6 @@ class ParityReport:
     n_gradcam: int
     gates: list[Gate] = field(default_factory=list)
     reported: dict = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.gates) and all(g.passed for g in self.gates)
-
-    def gate(self, stage: str, name: str, value: float, threshold: float, rule: str) -> None:
-        self.gates.append(make_gate(stage, name, value, threshold, rule))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
 
 
 def _held_out_rows(bundle: Bundle) -> list[dict] | None:

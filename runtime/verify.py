@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.gates import Gate, Thresholds, make_gate, pearson
+from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, pearson
 from edgehisto.errors import BundleError
 from edgehisto.runtime.bundle import MANIFEST, PRECISIONS, Bundle, load_bundle
 from edgehisto.runtime.classifier import Classifier
@@ -41,7 +41,7 @@ def cpu_kind() -> str:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(GateVerdict):
     """The verdict of one ``verify`` run on one machine."""
 
     bundle: str
@@ -52,16 +52,6 @@ class VerifyReport:
     n_tiles: int
     gates: list[Gate] = field(default_factory=list)
     reported: dict = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.gates) and all(g.passed for g in self.gates)
-
-    def gate(self, stage: str, name: str, value: float, threshold: float, rule: str) -> None:
-        self.gates.append(make_gate(stage, name, value, threshold, rule))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
 
 
 def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRECISIONS) -> VerifyReport:

@@ -79,11 +79,16 @@ def test_hierarchy_run_directory_has_every_stage_and_end_to_end_metrics(hierarch
 def test_classify_routes_each_tile_to_its_subtype_stage_with_gradcam(fixture, request, synth_breakhis_dir, tmp_path):
     _, bundle = request.getfixturevalue(fixture)
     cams = tmp_path / "cams"
+    # A barely trained DenseNet may fail its int8 gates: then it is only used when asked for, and
+    # every record says so.
+    passed = json.loads((bundle / "manifest.json").read_text())["parity"]["passed"]
+    override = [] if passed else ["--allow-failed-parity"]
     result = CliRunner().invoke(cli, ["classify", str(synth_breakhis_dir), "--model", str(bundle), "--format",
-                                      "json", "--precision", "int8", "--gradcam", str(cams)])
+                                      "json", "--precision", "int8", "--gradcam", str(cams), *override])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert len(records) == 64
+    assert all(("warning" in record) != passed for record in records)
     for record in records:
         assert record["label"] in ("benign", "malignant")
         expected = "benign_subtype" if record["label"] == "benign" else "malignant_subtype"
@@ -100,7 +105,8 @@ def test_evaluate_writes_stage_and_end_to_end_reports_for_a_hierarchy(multitask_
     _, bundle = multitask_bundle
     out = tmp_path / "report"
     result = CliRunner().invoke(cli, ["evaluate", str(bundle), str(synth_breakhis_dir), "--out", str(out),
-                                      "--precision", "int8", "--limit", "24", "--panel-n", "1"])
+                                      "--precision", "int8", "--limit", "24", "--panel-n", "1",
+                                      "--allow-failed-parity"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "evaluation.json").read_text())
     assert {"binary_int8", "end_to_end_int8"} <= set(report["results"])
