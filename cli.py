@@ -16,13 +16,13 @@ from edgehisto.errors import EdgehistoError
 
 # command name -> "module:attribute"; adding a command is one module and one entry here.
 COMMANDS: dict[str, str] = {
-    "synth": "edgehisto.train.cli_synth:synth",
-    "inspect": "edgehisto.train.cli_inspect:inspect_cmd",
+    "synth": "edgehisto.data.cli_synth:synth",
+    "inspect": "edgehisto.data.cli_inspect:inspect_cmd",
     "train": "edgehisto.train.cli_train:train",
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "classify": "edgehisto.runtime.cli_classify:classify",
-    "evaluate": "edgehisto.train.cli_evaluate:evaluate",
+    "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
     "models": "edgehisto.runtime.cli_models:models",
     "verify": "edgehisto.runtime.cli_verify:verify",

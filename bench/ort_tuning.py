@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle
+from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
-from edgehisto.export.litert_runner import probabilities
-from edgehisto.runtime.bundle import Bundle, StageSpec, load_bundle
-from edgehisto.runtime.preprocess import normalize
+from edgehisto.runtime.litert import probabilities
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 SPINNING = "session.intra_op.allow_spinning"
@@ -276,7 +276,7 @@ def layout_factors(t: Tuning, x: np.ndarray, calibration: np.ndarray, scratch: P
 
 def tflite_factor(t: Tuning, x1: np.ndarray) -> dict:
     """ONNX int8 (the runtime) vs the TFLite int8 reference under LiteRT, at 1 and 2 threads."""
-    from edgehisto.export.litert_runner import LiteRTModel
+    from edgehisto.runtime.litert import LiteRTModel
 
     calls = {}
     for n in (1, 2):
@@ -301,9 +301,9 @@ def _noise(bundle: Bundle, count: int, seed: int) -> np.ndarray:
 
 def calibration_set(bundle: Bundle, data_dir: Path | None, count: int, seed: int) -> tuple[np.ndarray, str]:
     """Calibration images drawn as export does: the run's train split, else ``--data``, else "noise"."""
+    from edgehisto.data.splits import read_split
+    from edgehisto.data.tasks import TASKS
     from edgehisto.export.calibration import calibration_images
-    from edgehisto.train.splits import read_split
-    from edgehisto.train.tasks import TASKS
 
     run_dir = Path(bundle.manifest.get("training", {}).get("run_dir", "/nonexistent"))
     root = Path(bundle.manifest.get("reference", {}).get("data_root", "/nonexistent"))
@@ -320,8 +320,8 @@ def tune_onnxruntime(bundle_dir: Path, data_dir: Path | None = None, repeats: in
                      log: Callable[[str], None] = print) -> dict:
     """Measure every runtime/export choice on the bundle's entry stage (batch 1); returns the report."""
     from edgehisto.bench.run import machine_info
-    from edgehisto.export.parity import labelled_tiles
-    from edgehisto.runtime.preprocess import load_resized
+    from edgehisto.bundle.preprocess import load_resized
+    from edgehisto.data.labelled import labelled_tiles
 
     bundle = load_bundle(bundle_dir)
     stage = bundle.stages[bundle.entry_stage]

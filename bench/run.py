@@ -17,13 +17,13 @@ import numpy as np
 
 from edgehisto.bench.timing import latency_ms, throughput, whole_process
 from edgehisto.bench.variants import VARIANTS, make_variant
-from edgehisto.runtime.bundle import load_bundle
-from edgehisto.runtime.preprocess import load_resized, normalize
+from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize
 
 KERAS_SCRIPT = """
 import sys, json, numpy as np, keras
-from edgehisto.runtime.bundle import load_bundle
-from edgehisto.runtime.preprocess import load_resized, normalize
+from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize
 bundle = load_bundle(sys.argv[1], verify=False)
 stage = bundle.manifest["stages"][bundle.entry_stage]
 model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
@@ -44,7 +44,7 @@ class BenchConfig:
 
 def machine_info() -> dict:
     """CPU model, core count, platform and tool versions."""
-    from edgehisto.train.provenance import tool_versions
+    from edgehisto.bundle.provenance import tool_versions
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
@@ -94,8 +94,8 @@ def bench_stage(bundle, stage, x, labels, config: BenchConfig, log: Callable[[st
 
 def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig) -> dict:
     """End-to-end routed classification: Keras (stage models in turn) vs the ONNX runtime."""
+    from edgehisto.data.tasks import END_TO_END_CLASSES, TASKS, routed_labels
     from edgehisto.runtime.classifier import Classifier
-    from edgehisto.train.tasks import END_TO_END_CLASSES, TASKS, routed_labels
 
     task = TASKS[bundle.task]
     classes = END_TO_END_CLASSES[task.name]
@@ -127,14 +127,14 @@ def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig)
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
                  log: Callable[[str], None] = print) -> dict:
     """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
-    from edgehisto.export.parity import labelled_tiles
+    from edgehisto.data.labelled import labelled_tiles
 
     bundle = load_bundle(bundle_dir)
     root, relpaths, labels = labelled_tiles(bundle, data_dir, config.limit)
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
-    from edgehisto.train.tasks import TASKS
+    from edgehisto.data.tasks import TASKS
 
     truth = TASKS[bundle.task].stage_labels(labels)  # per stage; -1 where a stage does not apply
     result = {"bundle": str(bundle_dir), "task": bundle.task, "data": str(root), "n_tiles": len(x),

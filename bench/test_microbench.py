@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleNotFound
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.preprocess import load_resized, normalize
 from edgehisto.runtime.registry import resolve_bundle
 
 

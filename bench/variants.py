@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edgehisto.runtime.bundle import Bundle, StageSpec
+from edgehisto.bundle.manifest import Bundle, StageSpec
 from edgehisto.runtime.classifier import Classifier
 
 VARIANTS = ("keras_fp32", "onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
@@ -53,12 +53,12 @@ class TFLiteVariant:
     output_name: str = "output_0"
 
     def __post_init__(self):
-        from edgehisto.export.litert_runner import LiteRTModel
+        from edgehisto.runtime.litert import LiteRTModel
 
         self.model = LiteRTModel(self.path, threads=self.threads, output=self.output_name)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from edgehisto.export.litert_runner import probabilities
+        from edgehisto.runtime.litert import probabilities
 
         return probabilities(self.model.predict(x), self.output)
 

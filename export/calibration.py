@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from edgehisto.runtime.preprocess import PreprocessSpec, load_resized, normalize
+from edgehisto.bundle import tensors
+from edgehisto.bundle.preprocess import PreprocessSpec, load_resized, normalize
 
 
 def calibration_tiles(
@@ -39,7 +40,7 @@ def calibration_images(
 class ImageCalibrationReader(CalibrationDataReader):
     """Feeds calibration images to onnxruntime in small batches."""
 
-    def __init__(self, images: np.ndarray, input_name: str = "image", batch_size: int = 16):
+    def __init__(self, images: np.ndarray, input_name: str = tensors.IMAGE, batch_size: int = 16):
         self._images, self._input, self._batch = images, input_name, batch_size
         self._iterator: Iterator[dict] | None = None
         self.rewind()

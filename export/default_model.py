@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.manifest import MANIFEST, load_bundle
 from edgehisto.errors import ExportError
 from edgehisto.export.exporter import write_manifest
 from edgehisto.export.model_card import held_out_metrics, write_model_card
-from edgehisto.runtime.bundle import MANIFEST, load_bundle
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, MODELS_DIR
 
@@ -85,9 +85,9 @@ def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
     The Keras reference, recorded config and card facts come from the bundle; the split is derived
     again from ``data_dir`` with the recorded config and must give the bundle's test tiles exactly.
     """
-    from edgehisto.train.datasets.idc import scan_idc
+    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.data.splits import summarize_split, write_split
     from edgehisto.train.idc import TrainConfig, split_sides
-    from edgehisto.train.splits import summarize_split, write_split
 
     bundle = load_bundle(bundle_dir)
     manifest, card = bundle.manifest, json.loads((Path(bundle_dir) / "model_card.json").read_text())

@@ -29,6 +29,11 @@ from pathlib import Path
 import keras
 import onnx
 
+from edgehisto.bundle import tensors
+from edgehisto.bundle.manifest import MANIFEST, SCHEMA_VERSION, sha256_of
+from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.bundle.provenance import provenance
+from edgehisto.data.splits import read_split
 from edgehisto.errors import ExportError
 from edgehisto.export.calibration import calibration_draw, calibration_images
 from edgehisto.export.convert import OPSET, split_at, to_onnx
@@ -36,10 +41,6 @@ from edgehisto.export.golden import display_peaks, write_golden_set
 from edgehisto.export.onnx_grad import build_gradient_model
 from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
 from edgehisto.export.tflite import convert_tflite_fp32, convert_tflite_int8
-from edgehisto.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_of
-from edgehisto.runtime.preprocess import PreprocessSpec
-from edgehisto.train.provenance import provenance
-from edgehisto.train.splits import read_split
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def export_stage(stage: StageSource, out_dir: Path, calibration, choice: Quantiz
     files.update(shared[key]["files"])
     record = shared[key]["record"]
     log(f"[{stage.name}] converting the head and building its exact gradient graph")
-    head = to_onnx(parts.head, "activations", ["logits", "probabilities"])
+    head = to_onnx(parts.head, tensors.ACTIVATIONS, [tensors.LOGITS, tensors.PROBABILITIES])
     onnx.save(head, out_dir / files["head"])
     onnx.save(build_gradient_model(head), out_dir / files["head_gradient"])
     reference = out_dir / "reference" / stage.model_path.name
@@ -115,7 +116,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
     (out_dir / folder).mkdir(exist_ok=True)
     files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in ("fp32", "int8")}
     log(f"[{stage_name}] converting the backbone with tf2onnx (opset {OPSET})")
-    onnx.save(to_onnx(parts.backbone, "image", ["activations"]), out_dir / files["backbone_fp32"])
+    onnx.save(to_onnx(parts.backbone, tensors.IMAGE, [tensors.ACTIVATIONS]), out_dir / files["backbone_fp32"])
     log(f"[{stage_name}] int8 quantisation, calibrated on {len(calibration)} training images")
     record = quantize_backbone(out_dir / files["backbone_fp32"], out_dir / files["backbone_int8"],
                                calibration, choice).to_dict()

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from edgehisto.bundle.gates import Thresholds
-from edgehisto.runtime.bundle import Bundle
+from edgehisto.bundle.images import decode_rgb
+from edgehisto.bundle.manifest import Bundle
+from edgehisto.bundle.preprocess import PreprocessSpec, load_resized, normalize, resize_tile
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.images import decode_rgb
-from edgehisto.runtime.preprocess import PreprocessSpec, load_resized, normalize, resize_tile
 
 GOLDEN_DIR = "golden"
 EXPECTED = f"{GOLDEN_DIR}/expected.npz"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.runtime.bundle import load_bundle
+from edgehisto.bundle.manifest import load_bundle
+from edgehisto.data.splits import read_split
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.train.splits import read_split
 
 TARGET = {"balanced_accuracy": 0.85, "positive_recall": 0.85}
 
@@ -110,6 +110,19 @@ def _row(name: str, m: dict) -> str:
             f"{m['specificity']:.3f} | {m['f1']:.3f} | {auc} | TN {cm[0][0]}, FP {cm[0][1]}, FN {cm[1][0]}, TP {cm[1][1]} |")
 
 
+def describe_preprocess(spec: dict) -> str:
+    """The manifest's preprocessing spec in one sentence (nothing restated from elsewhere)."""
+    steps = ["Decode to 8-bit RGB"]
+    if spec["pad_to"]:
+        steps.append(f"pad images smaller than {spec['pad_to'][1]}x{spec['pad_to'][0]} bottom/right with "
+                     f"value {spec['pad_value']}")
+    steps.append(f"resize to {spec['input_size'][1]}x{spec['input_size'][0]} ({spec['resize_method']})")
+    steps.append(f"multiply by {spec['scale']:.6g}" + (" (1/255)" if abs(spec["scale"] - 1 / 255) < 1e-12 else ""))
+    if list(spec["mean"]) != [0.0, 0.0, 0.0] or list(spec["std"]) != [1.0, 1.0, 1.0]:
+        steps.append(f"subtract mean {tuple(spec['mean'])} and divide by std {tuple(spec['std'])} per channel")
+    return "; ".join(steps) + f". {spec['layout']} {spec['dtype']}."
+
+
 def render(card: dict) -> str:
     """The card as Markdown."""
     cfg, split, m = card["config"], card["split"], card["metrics"]
@@ -130,9 +143,7 @@ def render(card: dict) -> str:
                     f"(class 0: {split['class_counts'][side].get('0', 0)}, class 1: {split['class_counts'][side].get('1', 0)})"
                     for side in ("train", "val", "test")) + ".", "",
         "## Preprocessing (from the bundle manifest)",
-        f"Decode to 8-bit RGB; pad patches smaller than 50x50 bottom/right with white; resize to "
-        f"{card['preprocess']['input_size'][0]}x{card['preprocess']['input_size'][1]} "
-        f"({card['preprocess']['resize_method']}); scale by 1/255. NHWC float32.", "",
+        describe_preprocess(card["preprocess"]), "",
         "## Architecture and training",
         f"The seed's 27-layer CNN ({card['n_params']:,} parameters at this input size): Conv32/64/128 and "
         "SeparableConv256 blocks (BN, ReLU, max-pool), GAP, Dropout, Dense128-BN-ReLU-Dropout, "

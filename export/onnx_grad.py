@@ -30,9 +30,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
+from edgehisto.bundle import tensors
 from edgehisto.errors import ExportError
 
-ACTIVATIONS, SEED, GRADIENT = "activations", "seed", "gradient"
+ACTIVATIONS, SEED, GRADIENT = tensors.ACTIVATIONS, tensors.SEED, tensors.GRADIENT
 
 
 class _Builder:

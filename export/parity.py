@@ -13,7 +13,6 @@ Gates (thresholds are options of ``check-parity``):
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
-from edgehisto.errors import EdgehistoError
-from edgehisto.runtime.bundle import Bundle, load_bundle
+from edgehisto.bundle.manifest import Bundle, load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize
+from edgehisto.data.labelled import labelled_tiles
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.preprocess import load_resized, normalize
 
 
 @dataclass
@@ -37,39 +36,6 @@ class ParityReport(GateVerdict):
     n_gradcam: int
     gates: list[Gate] = field(default_factory=list)
     reported: dict = field(default_factory=dict)
-
-
-def _held_out_rows(bundle: Bundle) -> list[dict] | None:
-    reference = bundle.manifest.get("reference", {})
-    split = bundle.file(reference.get("test_split", "reference/test_split.csv"))
-    if not split.is_file():
-        return None
-    with open(split, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
-    """(root, relpaths, task-level labels) for parity gates and bench accuracy.
-
-    The bundle's held-out test tiles (``reference/test_split.csv``) are used when they can be
-    found: under ``data_dir`` if given, else under the recorded data root. Otherwise every tile of
-    ``data_dir`` is used (which may include the model's training tiles).
-    """
-    from edgehisto.train.tasks import TASKS
-
-    rows = _held_out_rows(bundle)
-    root = Path(data_dir) if data_dir is not None else Path(bundle.manifest.get("reference", {}).get("data_root", ""))
-    if rows and root.is_dir() and all((root / r["relpath"]).is_file() for r in rows):
-        relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
-    elif data_dir is not None:
-        tiles = TASKS[bundle.task].scan(Path(data_dir))
-        root, relpaths, labels = tiles.root, tiles.relpaths, tiles.labels
-    else:
-        raise EdgehistoError(f"the bundle's reference data ({root}) is not here; pass --data DIR")
-    if len(relpaths) > limit:  # an even, deterministic subsample keeps every class represented
-        keep = np.linspace(0, len(relpaths) - 1, limit).round().astype(int)
-        relpaths, labels = [relpaths[i] for i in keep], np.asarray(labels)[keep]
-    return Path(root), list(relpaths), np.asarray(labels)
 
 
 class _References:
@@ -95,8 +61,8 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     thresholds = thresholds or Thresholds()
     import keras
 
+    from edgehisto.data.tasks import TASKS, routed_labels
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
-    from edgehisto.train.tasks import TASKS, routed_labels
 
     bundle = load_bundle(bundle_dir)
     task = TASKS[bundle.task]
@@ -149,7 +115,7 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
 def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x: np.ndarray, labels: np.ndarray,
                   keras_routed: np.ndarray, thresholds: Thresholds) -> None:
     """The end-to-end label after routing, from the runtime's own routing code, vs Keras routing."""
-    from edgehisto.train.tasks import END_TO_END_CLASSES
+    from edgehisto.data.tasks import END_TO_END_CLASSES
 
     classes = END_TO_END_CLASSES[task.name]
     routed = {}
@@ -170,7 +136,7 @@ def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x:
 def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, reference: np.ndarray,
                   labels: np.ndarray, thresholds: Thresholds) -> None:
     """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
-    from edgehisto.export.litert_runner import LiteRTModel, probabilities
+    from edgehisto.runtime.litert import LiteRTModel, probabilities
 
     probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output).predict(x), stage.output)
              for p in ("fp32", "int8")}

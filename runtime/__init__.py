@@ -10,7 +10,7 @@ import os
 # 1 Gpx default so a decompression bomb in a format we do not sniff still fails fast.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(64_000_000))
 
-from edgehisto.runtime.bundle import Bundle, load_bundle  # noqa: E402
+from edgehisto.bundle.manifest import Bundle, load_bundle  # noqa: E402
 from edgehisto.runtime.classifier import Classifier, StageResult, TileResult  # noqa: E402
 
 __all__ = ["Bundle", "Classifier", "StageResult", "TileResult", "load_bundle"]

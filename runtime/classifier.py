@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgehisto.bundle import tensors
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
-from edgehisto.runtime.bundle import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.runtime.gradcam import gradcam, score_seed
-from edgehisto.runtime.preprocess import load_resized, normalize, resize_tile
 
 
 @dataclass
@@ -119,12 +120,12 @@ class Classifier:
     # -- tensors in, numbers out ---------------------------------------------------------
     def activations(self, x: np.ndarray, stage: StageSpec) -> np.ndarray:
         """Target-layer activations of a preprocessed batch (N, h, w, c)."""
-        return self.session(stage.backbone(self.precision)).run(None, {"image": x})[0]
+        return self.session(stage.backbone(self.precision)).run(None, {tensors.IMAGE: x})[0]
 
     def head(self, activations: np.ndarray, stage: StageSpec) -> tuple[np.ndarray, np.ndarray]:
         """(logits, probabilities as (N, K)) of a stage's head."""
-        logits, probabilities = self.session(stage.files["head"]).run(["logits", "probabilities"],
-                                                                      {"activations": activations})
+        logits, probabilities = self.session(stage.files["head"]).run([tensors.LOGITS, tensors.PROBABILITIES],
+                                                                      {tensors.ACTIVATIONS: activations})
         if stage.output == "sigmoid":
             probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
         return logits, probabilities
@@ -133,7 +134,7 @@ class Classifier:
         """d(class score)/d(activations) for the given class of each row (exact, from ONNX)."""
         seed = score_seed(stage.output, len(stage.class_names), class_indices)
         return self.session(stage.files["head_gradient"]).run(
-            ["gradient"], {"activations": activations, "seed": seed})[0]
+            [tensors.GRADIENT], {tensors.ACTIVATIONS: activations, tensors.SEED: seed})[0]
 
     def gradcam(self, x: np.ndarray, stage_name: str | None = None, class_indices=None) -> np.ndarray:
         """Grad-CAM maps (N, h, w) of a preprocessed batch; default class = the predicted one."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgehisto.bundle.manifest import MANIFEST, Bundle, load_bundle
 from edgehisto.errors import BundleNotFound
-from edgehisto.runtime.bundle import MANIFEST, Bundle, load_bundle
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "idc-default"

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, pearson
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, Bundle, load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
-from edgehisto.runtime.bundle import MANIFEST, PRECISIONS, Bundle, load_bundle
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.preprocess import load_resized, normalize
 
 # CPU features that select different onnxruntime int8 kernels, best first.
 _KERNEL_FEATURES = ("AVX512_VNNI", "AVX512VNNI", "AVX_VNNI", "AVXVNNI", "AVX512BW", "AVX2", "SSE42",

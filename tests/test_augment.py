@@ -17,7 +17,7 @@ def _arrays(n=8, size=32):
 
 
 def test_training_pipeline_augments_and_stays_in_the_unit_range():
-    from edgehisto.runtime.preprocess import PreprocessSpec, normalize
+    from edgehisto.bundle.preprocess import PreprocessSpec, normalize
     from edgehisto.train.data import make_dataset
 
     spec, arrays = PreprocessSpec(input_size=(32, 32)), _arrays()
@@ -28,7 +28,7 @@ def test_training_pipeline_augments_and_stays_in_the_unit_range():
 
 
 def test_validation_pipeline_is_not_augmented():
-    from edgehisto.runtime.preprocess import PreprocessSpec, normalize
+    from edgehisto.bundle.preprocess import PreprocessSpec, normalize
     from edgehisto.train.data import make_dataset
 
     spec, arrays = PreprocessSpec(input_size=(32, 32)), _arrays()

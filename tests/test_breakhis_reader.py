@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.datasets.breakhis import (
+from edgehisto.data.datasets.breakhis import (
     ALL_SUBTYPES,
     SUBTYPE_NAMES,
     looks_like_breakhis,
     scan_breakhis,
     split_groups,
 )
+from edgehisto.errors import DatasetLayoutError
 
 FILELIST = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "breakhis" / "filelist.csv"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edgehisto.bundle.manifest import FILE_ROLES, MANIFEST, SCHEMA_VERSION, load_bundle, sha256_of
 from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
-from edgehisto.runtime.bundle import FILE_ROLES, MANIFEST, SCHEMA_VERSION, load_bundle, sha256_of
 
 pytest.importorskip("tensorflow")  # the idc_bundle fixture trains and exports a model
 

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.cli import cli, main
-from edgehisto.runtime.bundle import load_bundle
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.preprocess import load_resized, normalize
 
 pytest.importorskip("tensorflow")  # the idc_bundle fixture trains and exports a model
 

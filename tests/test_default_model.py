@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import SHARED_IDC, needs_shared_idc
 
+from edgehisto.bundle.manifest import load_bundle
 from edgehisto.cli import cli
-from edgehisto.runtime.bundle import load_bundle
 from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
 
 BUNDLE = embedded_bundles().get(DEFAULT_MODEL)

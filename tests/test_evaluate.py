@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgehisto.bundle.manifest import Bundle, load_bundle
+from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.data.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
-from edgehisto.runtime.bundle import Bundle, load_bundle
-from edgehisto.runtime.preprocess import PreprocessSpec
-from edgehisto.train import localisation as loc
-from edgehisto.train.evaluate_bundle import (
+from edgehisto.evaluate import localisation as loc
+from edgehisto.evaluate.evaluate_bundle import (
     TileOutcome,
     bundle_tiles,
     evaluate_bundle,
-    even_subsample,
 )
 
 LIMIT = 60
@@ -114,8 +114,8 @@ def test_localisation_means_count_only_tiles_with_masks_and_a_peak():
 
 
 def test_even_subsample_keeps_the_ends_and_spreads_evenly():
-    assert even_subsample(list(range(10)), 4) == [0, 3, 6, 9]
-    assert even_subsample(list(range(3)), None) == [0, 1, 2]
+    assert even_subsample(10, 4).tolist() == [0, 3, 6, 9]
+    assert even_subsample(3, None).tolist() == [0, 1, 2]
 
 
 def test_a_bundle_of_an_unknown_task_is_refused_with_a_clear_error(tmp_path):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgehisto.data.datasets.idc import scan_idc
 from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.datasets.idc import scan_idc
 
 REAL_IDC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "idc"
 

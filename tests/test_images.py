@@ -1,4 +1,4 @@
-"""``edgehisto.runtime.images``: header sniffing and defensive decoding to 8-bit RGB."""
+"""``edgehisto.bundle.images``: header sniffing and defensive decoding to 8-bit RGB."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgehisto.bundle.images import ImageHeader, decode_rgb, read_image_header
 from edgehisto.errors import InvalidImage
-from edgehisto.runtime.images import ImageHeader, decode_rgb, read_image_header
 
 LIMITS = {"max_pixels": 40_000_000, "min_side": 8}
 

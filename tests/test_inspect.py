@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli, main
+from edgehisto.data.inspect_data import inspect_dataset
 from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.inspect_data import inspect_dataset
 
 
 def write_tile(root: Path, relpath: str, size: tuple[int, int] = (50, 50)) -> None:

@@ -27,7 +27,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_every_stage_package_and_no_tests(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("edgehisto/__main__.py", "edgehisto/cli.py", "edgehisto/runtime/classifier.py",
-                   "edgehisto/train/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py"):
+                   "edgehisto/data/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py"):
         assert module in names, module
     assert not any(name.startswith(("tests/", "edgehisto/tests/")) for name in names)
     if (ROOT / "runtime" / "models" / "idc-default" / "manifest.json").exists():

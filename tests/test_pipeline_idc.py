@@ -48,7 +48,7 @@ def test_export_passes_every_parity_gate(idc_bundle):
     names = {gate["name"] for gate in report["gates"]}
     assert names == {"onnx_fp32_max_abs_prob_diff", "onnx_int8_top1_agreement", "onnx_int8_accuracy_drop",
                      "tflite_fp32_max_abs_prob_diff", "tflite_int8_top1_agreement", "tflite_int8_accuracy_drop",
-                     "gradcam_fp32_min_pearson"}
+                     "gradcam_fp32_min_pearson", "gradcam_int8_mean_pearson"}
     assert report["passed"], report["gates"]
 
 

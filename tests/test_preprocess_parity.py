@@ -19,7 +19,7 @@ def _training_tensors(root, relpaths, spec):
 
 
 def _runtime_tensors(root, relpaths, spec):
-    from edgehisto.runtime.preprocess import load_resized, normalize
+    from edgehisto.bundle.preprocess import load_resized, normalize
 
     return np.stack([normalize(load_resized(root / p, spec), spec) for p in relpaths])
 
@@ -35,7 +35,7 @@ def _assert_identical(root, relpaths, input_size):
 
 @pytest.mark.parametrize("input_size", [128, 50])
 def test_runtime_preprocessing_equals_training_on_synthetic_tiles(synth_idc_dir, input_size):
-    from edgehisto.train.datasets.idc import scan_idc
+    from edgehisto.data.datasets.idc import scan_idc
 
     dataset = scan_idc(synth_idc_dir)
     undersized = [t.relpath for t in dataset.undersized]
@@ -46,7 +46,7 @@ def test_runtime_preprocessing_equals_training_on_synthetic_tiles(synth_idc_dir,
 
 @needs_shared_idc
 def test_runtime_preprocessing_equals_training_on_real_tiles():
-    from edgehisto.train.datasets.idc import scan_idc
+    from edgehisto.data.datasets.idc import scan_idc
 
     dataset = scan_idc(SHARED_IDC)
     relpaths = dataset.relpaths[::200] + [t.relpath for t in dataset.undersized]
@@ -54,7 +54,7 @@ def test_runtime_preprocessing_equals_training_on_real_tiles():
 
 
 def test_undersized_edge_patches_are_padded_with_white_not_stretched():
-    from edgehisto.runtime.preprocess import PreprocessSpec, resize_tile
+    from edgehisto.bundle.preprocess import PreprocessSpec, resize_tile
 
     tile = np.zeros((35, 50, 3), np.uint8)  # a real edge patch is 50 wide, 35 tall
     spec = PreprocessSpec(input_size=(50, 50), pad_to=(50, 50))

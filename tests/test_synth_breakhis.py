@@ -10,19 +10,19 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli
-from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.datasets.breakhis import (
+from edgehisto.data.datasets.breakhis import (
     ALL_SUBTYPES,
     MAGNIFICATIONS,
     MALIGNANT_SUBTYPES,
     BreakhisDataset,
     scan_breakhis,
 )
-from edgehisto.train.synth_breakhis import (
+from edgehisto.data.synth_breakhis import (
     BreakhisSynthSummary,
     render_breakhis_image,
     synthesize_breakhis,
 )
+from edgehisto.errors import DatasetLayoutError
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli
+from edgehisto.data.synth_idc import SynthSummary, render_idc_tile, synthesize_idc
 from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.synth_idc import SynthSummary, render_idc_tile, synthesize_idc
 
 TILE_NAME = re.compile(r"^(\d+)_idx5_x(\d+)_y(\d+)_class([01])\.png$")
 

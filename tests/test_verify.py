@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_exit_codes import assert_one_line_error, run
 
+from edgehisto.bundle.manifest import MANIFEST, load_bundle, sha256_of
 from edgehisto.errors import BundleNotVerified
-from edgehisto.runtime.bundle import MANIFEST, load_bundle, sha256_of
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
 from edgehisto.runtime.verify import keras_route, verify_bundle

@@ -1,1 +1,1 @@
-"""train stage."""
+"""The train room: Keras model builders, augmentation and the fit loop; writes run directories."""

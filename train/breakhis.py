@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.runtime.preprocess import PreprocessSpec
-from edgehisto.train.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
+from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.data.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,8 +162,8 @@ def _stage_probabilities(models: dict, x_dataset, arch: str) -> dict[str, np.nda
 
 def evaluate_hierarchy(models: dict, arrays, spec, config: BreakhisConfig, run_dir: Path) -> dict:
     """Test-split metrics per stage (on tiles the stage applies to) and end-to-end 8-class."""
+    from edgehisto.evaluate.metrics import classification_metrics, write_metrics
     from edgehisto.train.data import make_dataset
-    from edgehisto.train.evaluation import classification_metrics, write_metrics
 
     test = arrays["test"]
     dataset = make_dataset(test, test.labels, spec, batch_size=config.batch_size, augment=False, seed=0)
@@ -186,11 +186,11 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
     """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``."""
     import keras
 
-    from edgehisto.train.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.bundle.provenance import provenance
+    from edgehisto.data.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.data.splits import summarize_split, write_split
     from edgehisto.train.fit import load_sides
     from edgehisto.train.idc import split_sides
-    from edgehisto.train.provenance import provenance
-    from edgehisto.train.splits import summarize_split, write_split
 
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)

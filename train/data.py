@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from edgehisto.bundle.preprocess import PreprocessSpec, load_resized
 from edgehisto.errors import EdgehistoError
-from edgehisto.runtime.preprocess import PreprocessSpec, load_resized
 from edgehisto.train.augment import (
     breakhis_augmenter,
     random_brightness,

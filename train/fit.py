@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.runtime.preprocess import PreprocessSpec
+from edgehisto.bundle.preprocess import PreprocessSpec
 
 
 def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -58,7 +58,7 @@ def seed_callbacks(config, history_csv: Path) -> list:
 def fit_model(model, train_ds, val_ds, config, run_dir: Path, stem: str, class_weight=None,
               steps_per_epoch: int | None = None) -> dict:
     """Fit with the seed's callbacks, save ``<stem>.keras``, history JSON/CSV and curves PNG."""
-    from edgehisto.train.evaluation import plot_history
+    from edgehisto.evaluate.metrics import plot_history
 
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=class_weight,
                         callbacks=seed_callbacks(config, run_dir / f"{stem}_history.csv"),
@@ -76,9 +76,9 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
     """Single-model training (IDC): fit, then write model, history, curves, metrics and run.json."""
     import keras
 
+    from edgehisto.bundle.provenance import provenance
+    from edgehisto.evaluate.metrics import classification_metrics, write_metrics
     from edgehisto.train.data import make_dataset
-    from edgehisto.train.evaluation import classification_metrics, write_metrics
-    from edgehisto.train.provenance import provenance
 
     class_names = run_info["class_names"]
     arrays = load_sides(root, relpaths, labels, sides, spec, log)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.runtime.preprocess import PreprocessSpec
+from edgehisto.bundle.preprocess import PreprocessSpec
 
 IDC_CLASSES = ("IDC-negative", "IDC-positive")
 IDC_NATIVE_SIZE = 50
@@ -52,7 +52,7 @@ def idc_preprocess_spec(input_size: int) -> PreprocessSpec:
 
 def split_sides(labels: np.ndarray, groups: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Patient-grouped stratified split (default) or the seed's image-level stratified split."""
-    from edgehisto.train.splits import image_level_split, patient_grouped_split
+    from edgehisto.data.splits import image_level_split, patient_grouped_split
 
     fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
     if config.split == "image":
@@ -66,9 +66,9 @@ def train_idc(
     """Train the IDC CNN on an IDC-layout directory and fill ``run_dir``; returns test metrics."""
     import keras
 
-    from edgehisto.train.datasets.idc import scan_idc
+    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.data.splits import summarize_split, write_split
     from edgehisto.train.fit import fit_and_save
-    from edgehisto.train.splits import summarize_split, write_split
 
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)

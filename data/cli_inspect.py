@@ -17,7 +17,7 @@ def inspect_cmd(data_dir: Path, as_json: bool) -> None:
     Knows the IDC patch layout and BreaKHis v1 (give the folder holding BreaKHis_v1, or any
     folder down to its `breast` folder).
     """
-    from edgehisto.train.inspect_data import inspect_dataset
+    from edgehisto.data.inspect_data import inspect_dataset
 
     summary = inspect_dataset(data_dir)
     if as_json:

@@ -35,8 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.datasets.idc import (
+from edgehisto.data.datasets.idc import (
     FileProblem,
     _attach_masks,
     _image_size,
@@ -44,6 +43,7 @@ from edgehisto.train.datasets.idc import (
     _quiet_opencv,
     _walk_files,
 )
+from edgehisto.errors import DatasetLayoutError
 
 BINARY_CLASSES = ("benign", "malignant")
 BENIGN_SUBTYPES = ("A", "F", "PT", "TA")

@@ -19,15 +19,14 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from edgehisto.errors import DatasetLayoutError
-from edgehisto.train.datasets.breakhis import (
+from edgehisto.data.datasets.breakhis import (
     ALL_SUBTYPES,
     BENIGN_SUBTYPES,
     BINARY_CLASSES,
     MAGNIFICATIONS,
     tile_relpath,
 )
-from edgehisto.train.synth_he import (
+from edgehisto.data.synth_he import (
     add_fat,
     add_inflammation,
     add_vessel,
@@ -46,6 +45,7 @@ from edgehisto.train.synth_he import (
     stroma,
     wandering_path,
 )
+from edgehisto.errors import DatasetLayoutError
 
 # structure size relative to 40X; sub-linear in magnification so 40X nuclei stay visible
 ZOOM = {40: 1.0, 100: 2.0, 200: 3.3, 400: 5.6}

@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
-from edgehisto.runtime.preprocess import PreprocessSpec
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -118,6 +118,10 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     if missing:
         raise UnsupportedManifest(f"{manifest_path} lacks {', '.join(missing)}")
     _check_stages(manifest, manifest_path)
+    try:
+        PreprocessSpec.from_dict(manifest["preprocess"])
+    except (UnsupportedManifest, TypeError, AttributeError) as error:
+        raise UnsupportedManifest(f"{manifest_path}: {error}") from None
     bundle = Bundle(path, manifest)
     if verify:
         verify_files(bundle)

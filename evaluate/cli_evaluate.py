@@ -29,7 +29,7 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
     """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
     stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
     deletion test."""
-    from edgehisto.train.evaluate_bundle import evaluate_bundle
+    from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
 
     precisions = ("fp32", "int8") if precision == "both" else (precision,)
     report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgehisto.bundle.preprocess import PreprocessSpec, resize_tile
 from edgehisto.errors import InvalidImage
 from edgehisto.runtime.gradcam import normalize_map
-from edgehisto.runtime.preprocess import PreprocessSpec, resize_tile
 
 
 def upsample_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -6,13 +6,14 @@ the spec travels into the bundle's manifest, so the runtime reproduces training'
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgehisto.runtime.images import decode_rgb
+from edgehisto.bundle.images import decode_rgb
+from edgehisto.errors import UnsupportedManifest
 
 RESIZE_METHODS = {
     "bilinear": cv2.INTER_LINEAR,
@@ -48,10 +49,24 @@ class PreprocessSpec:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """Every field, as written into the manifest."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessSpec:
+        """Read a manifest's spec; every field but ``notes`` must be there (no silent defaults).
+
+        The class defaults serve the code that *writes* a spec (training); a reader that filled
+        in a missing field would hold a second copy of the preprocessing.
+
+        Raises:
+            UnsupportedManifest: a field is missing or unknown.
+        """
+        names = {f.name for f in fields(cls)}
+        missing = sorted(names - {"notes"} - set(data))
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise UnsupportedManifest(f"preprocess spec: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
         values = dict(data)
         for key in ("input_size", "mean", "std", "pad_to"):
             if values.get(key) is not None:

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.bundle.preprocess import normalize
+from edgehisto.data.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
-from edgehisto.runtime.bundle import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.evaluate import localisation as loc
+from edgehisto.evaluate.gradcam_panels import PanelTile, write_class_grid, write_class_panel
+from edgehisto.evaluate.metrics import classification_metrics, write_metrics
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.preprocess import normalize
-from edgehisto.train import localisation as loc
-from edgehisto.train.evaluation import classification_metrics, write_metrics
-from edgehisto.train.gradcam_panels import PanelTile, write_class_grid, write_class_panel
 
 
 @dataclass(frozen=True)
@@ -62,24 +63,17 @@ class TileOutcome:
         return self.true == self.predicted
 
 
-def even_subsample(items: Sequence, limit: int | None) -> list:
-    """At most ``limit`` items, evenly spread: deterministic, and every class stays represented."""
-    if limit is None or len(items) <= limit:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
-
-
 def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None) -> tuple[list[LabelledTile], int]:
     """(tiles to evaluate, number of files the scan left out) for the bundle's task."""
-    from edgehisto.train.tasks import TASKS, breakhis_labels
+    from edgehisto.data.tasks import TASKS, breakhis_labels
 
     if bundle.task == "idc":
-        from edgehisto.train.datasets.idc import scan_idc
+        from edgehisto.data.datasets.idc import scan_idc
 
         dataset = scan_idc(Path(data_dir))
         labels = dataset.labels
     elif bundle.task == "breakhis":
-        from edgehisto.train.datasets.breakhis import scan_breakhis
+        from edgehisto.data.datasets.breakhis import scan_breakhis
 
         dataset = scan_breakhis(Path(data_dir))
         labels = breakhis_labels(dataset)
@@ -89,12 +83,12 @@ def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None) -> tuple[lis
     tiles = [LabelledTile(t.path, {s: int(v[i]) for s, v in truth.items() if v[i] >= 0}, t.mask_path,
                           (t.height, t.width) if t.height else None, int(labels[i]))
              for i, t in enumerate(dataset.tiles)]
-    return even_subsample(tiles, limit), len(dataset.problems)
+    return [tiles[i] for i in even_subsample(len(tiles), limit)], len(dataset.problems)
 
 
 def routed_metrics(classifier: Classifier, bundle: Bundle, tiles: Sequence[LabelledTile]) -> dict:
     """End-to-end metrics of the routed label (e.g. BreaKHis 8-class), as the runtime routes."""
-    from edgehisto.train.tasks import END_TO_END_CLASSES
+    from edgehisto.data.tasks import END_TO_END_CLASSES
 
     classes = END_TO_END_CLASSES[bundle.task]
     results = classifier.classify_paths([t.path for t in tiles])
@@ -242,7 +236,7 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
     Returns the content of ``evaluation.json``: settings, per ``<stage>_<precision>`` the metrics,
     localisation, deletion test and the files written (relative to ``out_dir``), and failures.
     """
-    from edgehisto.train.provenance import provenance
+    from edgehisto.bundle.provenance import provenance
 
     out_dir, bundle = Path(out_dir), load_bundle(bundle_dir)
     settings = {"precisions": list(precisions), "limit": limit, "panel_n": panel_n,

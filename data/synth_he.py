@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgehisto.train.synth_idc import _EOSIN, _HAEMATOXYLIN, _points_in
+from edgehisto.data.synth_idc import _EOSIN, _HAEMATOXYLIN, _points_in
 
 _SHIFT = 4  # OpenCV fixed-point bits: sub-pixel outlines keep small nuclei round
 _ONE = 1 << _SHIFT
