@@ -30,6 +30,7 @@ SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "int8")
 STAGE_KEYS = ("class_names", "output", "gradcam_layer", "files")
 FILE_ROLES = ("backbone_fp32", "backbone_int8", "head", "head_gradient")
+REFERENCE_DIR = "reference/"
 
 
 def sha256_of(path: Path) -> str:
@@ -140,11 +141,22 @@ def _check_stages(manifest: dict, manifest_path: Path) -> None:
             raise UnsupportedManifest(f"{manifest_path}: stage {name!r} lacks {', '.join(lacking)}")
 
 
+def runtime_needs(relative: str) -> bool:
+    """Whether the runtime (classify, verify) reads a bundle file.
+
+    The Keras reference, the held-out listing and the TFLite files serve the parity gates and
+    bench on a development machine; an installed runtime (the wheel, a Raspberry Pi) may lack them.
+    """
+    return not (relative.startswith(REFERENCE_DIR) or relative.endswith(".tflite"))
+
+
 def verify_files(bundle: Bundle) -> None:
-    """Check every file listed in the manifest exists and matches its sha256."""
+    """Check every listed file matches its sha256; only files the runtime needs must be present."""
     for relative, entry in bundle.manifest["files"].items():
         file = bundle.file(relative)
         if not file.is_file():
+            if not runtime_needs(relative):
+                continue
             raise BundleIntegrityError(f"bundle file {relative} is missing from {bundle.path}")
         actual = sha256_of(file)
         if actual != entry["sha256"]:

@@ -34,6 +34,34 @@ def test_wheel_contains_every_stage_package_and_no_tests(wheel):
         assert "edgehisto/runtime/models/idc-default/manifest.json" in names
 
 
+def test_wheel_ships_only_what_the_runtime_and_verify_read(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    offenders = [n for n in names if n.endswith((".keras", ".tflite", ".h5")) or "/reference/" in n
+                 or Path(n).name.startswith("test_") or Path(n).name == "conftest.py"]
+    assert offenders == []
+    if (ROOT / "runtime" / "models" / "idc-default" / "manifest.json").exists():
+        assert "edgehisto/runtime/models/idc-default/golden/expected.npz" in names
+
+
+@pytest.mark.slow
+def test_the_runtime_only_install_verifies_and_classifies_without_tensorflow(wheel, tmp_path, good_tile):
+    """pip install the wheel alone into a fresh venv, as on a Raspberry Pi, and run the commands."""
+    if not (ROOT / "runtime" / "models" / "idc-default" / "manifest.json").exists():
+        pytest.skip("no embedded default model in this checkout")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for args in (["verify"], ["classify", str(good_tile), "--format", "json"]):
+        done = subprocess.run([str(venv / "bin" / "edgehisto"), *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, timeout=60)
+    assert done.returncode != 0, "the runtime-only install must not bring TensorFlow"
+
+
 def test_wheel_base_requirements_are_the_runtime_only(wheel):
     archive = zipfile.ZipFile(wheel)
     (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
