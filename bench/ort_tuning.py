@@ -17,15 +17,14 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle
 from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.litert import probabilities
+from edgehisto.runtime.sessions import SPINNING, make_session
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
-SPINNING = "session.intra_op.allow_spinning"
 SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current session options
     "threads": [{"intra": n} for n in (0, 1, 2)],
     "spinning": [{"spin": "1"}, {"spin": "0"}],
@@ -44,20 +43,9 @@ NOISE_RATIO, CONSISTENT_ROUNDS = 1.05, 0.8
 NOISE_NOTE = "RANDOM NOISE used instead of tiles: agreement and probability numbers are MEANINGLESS"
 
 
-def _options(settings: dict) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = settings["intra"], settings["inter"]
-    options.graph_optimization_level = ort.GraphOptimizationLevel.__members__[settings["level"]]
-    options.execution_mode = ort.ExecutionMode.__members__[settings["mode"]]
-    options.add_session_config_entry(SPINNING, settings["spin"])
-    return options
-
-
 def runtime_settings(model: Path) -> dict:
-    """The session settings the runtime really uses, read back from ``runtime.classifier._session``."""
-    from edgehisto.runtime.classifier import _session
-
-    used = _session(model, None).get_session_options()
+    """The session settings the runtime really uses, read back from a ``make_session`` session."""
+    used = make_session(model).get_session_options()
     try:
         spin = used.get_session_config_entry(SPINNING)
     except RuntimeError:  # not set: onnxruntime's default, spinning on
@@ -70,9 +58,7 @@ class ClassifyPath:
     """Backbone + head sessions of one stage: what ``classify`` runs per tile (``nchw``: transpose input)."""
 
     def __init__(self, backbone: Path, head: Path, output: str, settings: dict, nchw: bool = False):
-        opts = _options(settings)
-        self.backbone = ort.InferenceSession(str(backbone), opts, providers=["CPUExecutionProvider"])
-        self.head = ort.InferenceSession(str(head), opts, providers=["CPUExecutionProvider"])
+        self.backbone, self.head = make_session(backbone, **settings), make_session(head, **settings)
         self.output, self.nchw = output, nchw
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -243,9 +229,7 @@ def transposes(model: Path, optimized: Path, current: dict) -> tuple[int, int]:
     """Transpose nodes in the file, and left after onnxruntime's optimiser at the current level."""
     import onnx
 
-    options = _options(current)
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    make_session(model, optimized_model_path=optimized, **current)
     return tuple(sum(n.op_type == "Transpose" for n in onnx.load(str(p)).graph.node) for p in (model, optimized))
 
 
