@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +22,7 @@ from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.litert import probabilities
 from edgehisto.runtime.sessions import SPINNING, make_session
+from edgehisto.runtime.timing import interleaved
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current session options
@@ -72,39 +72,6 @@ class ClassifyPath:
 
     def predict(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
         return np.concatenate([self(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-def quiesce(step: float = 0.02, limit: float = 0.5) -> None:
-    """Wait until this process's idle worker threads stop spinning (~0.1 s after an onnxruntime run).
-
-    Without this a variant would be timed while the previous variant's intra-op workers still spin
-    and take one of the two cores, which slowed batch-1 calls up to 8x in a round-robin.
-    """
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        before = time.process_time()
-        time.sleep(step)
-        if time.process_time() - before < 0.1 * step:
-            return
-
-
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int, burst: int = 5) -> dict[str, dict]:
-    """Median, p95 and per-round medians (ms) per call: rounds over the variants (start rotating each
-    round); per turn a quiesce, one untimed call, then ``burst`` timed back-to-back calls."""
-    names, burst = list(calls), max(1, min(burst, repeats))
-    samples: dict[str, list[list[float]]] = {name: [] for name in names}
-    for round_ in range(-(-repeats // burst)):
-        for i in range(len(names)):
-            name = names[(round_ + i) % len(names)]
-            quiesce()
-            calls[name]()
-            samples[name].append([])
-            for _ in range(burst):
-                start = time.perf_counter()
-                calls[name]()
-                samples[name][-1].append((time.perf_counter() - start) * 1000.0)
-    return {name: {"median_ms": float(np.median(s)), "p95_ms": float(np.percentile(s, 95)),
-                   "round_medians_ms": [float(np.median(r)) for r in s]} for name, s in samples.items()}
 
 
 def compare(slow: dict, fast: dict) -> str:

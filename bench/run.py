@@ -15,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bench.timing import latency_ms, throughput, whole_process
+from edgehisto.bench.process import whole_process
 from edgehisto.bench.variants import VARIANTS, make_variant
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
+from edgehisto.runtime.timing import latency_ms, throughput
 
 KERAS_SCRIPT = """
 import sys, json, numpy as np, keras
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
+from edgehisto.runtime.timing import latency_ms, throughput
 bundle = load_bundle(sys.argv[1], verify=False)
 stage = bundle.manifest["stages"][bundle.entry_stage]
 model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
