@@ -87,13 +87,18 @@ reexport-default-model: install
 	rm -rf runs/reexport
 	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) --reexport runs/reexport
 
-# Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots) and the
-# onnxruntime tuning of the first bundle (reports/ort_tuning.{json,md}), then the
+# Benchmarks: the int8 and input-layout variants of the first bundle (export-variants), every
+# bundle variant side by side (reports/bench.{json,md}, PNG plots) and the onnxruntime tuning of
+# the first bundle against those variants (reports/ort_tuning.{json,md}), then the
 # pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
 BENCH_BUNDLES ?=
 BENCH_DATA ?= $(if $(HAVE_IDC),--data $(IDC_DATA),)
 bench: install
-	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports --tuning
+ifeq ($(strip $(BENCH_DATA)),)
+	$(error make bench calibrates int8 variants on labelled tiles: $(IDC_DATA) is absent, set BENCH_DATA="--data DIR")
+endif
+	$(EH) export-variants $(firstword $(BENCH_BUNDLES)) $(BENCH_DATA) --out reports/variants
+	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports --tuning-variants reports/variants
 	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
 
 clean:

@@ -36,6 +36,10 @@ print(json.dumps(model.predict(x, verbose=0).tolist()))
 """
 
 
+def no_progress(_line: str) -> None:
+    """The default progress callback of bench functions: say nothing (the CLI passes stderr)."""
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     repeats: int = 50
@@ -127,7 +131,7 @@ def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig)
 
 
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = no_progress) -> dict:
     """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
     from edgehisto.data.labelled import labelled_tiles
 
@@ -188,7 +192,7 @@ def evaluate_targets(result: dict) -> list[dict]:
 
 
 def run_bench(bundles: list[Path], data_dir: Path | None, config: BenchConfig,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = no_progress) -> dict:
     """Bench several bundles and return the whole machine-readable report."""
     return {"machine": machine_info(), "config": asdict(config),
             "bundles": [bench_bundle(b, data_dir, config, log) for b in bundles]}

@@ -7,7 +7,7 @@ The defaults are the choices measured by ``edgehisto bench --tuning-variants`` (
 - No spinning: a bundle runs two or three small sessions in turn, and each one's spinning workers
   would hold a core while the next runs (1.4x on fp32, consistent over rounds).
 - One inter-op thread, sequential execution: parallel execution with two inter-op threads was
-  5-6x slower on these graphs, with one it was within noise.
+  5.6-6.3x slower on these graphs; with one it was within noise.
 """
 
 from __future__ import annotations
@@ -59,4 +59,5 @@ def make_session(path: str | Path, threads: int | None = None, *, optimized_mode
     options = session_options(chosen)
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
+        options.log_severity_level = 3  # the file is for inspection: no "hardware specific" warning
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
