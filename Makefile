@@ -90,7 +90,8 @@ reexport-default-model: install
 # Benchmarks: the int8 and input-layout variants of the first bundle (export-variants), every
 # bundle variant side by side (reports/bench.{json,md}, PNG plots) and the onnxruntime tuning of
 # the first bundle against those variants (reports/ort_tuning.{json,md}), then the
-# pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
+# pytest-benchmark microbenchmarks of the runtime hot path (benchmarks/, not shipped in the wheel).
+# BENCH_BUNDLES empty = embedded default.
 BENCH_BUNDLES ?=
 BENCH_DATA ?= $(if $(HAVE_IDC),--data $(IDC_DATA),)
 bench: install
@@ -99,7 +100,7 @@ ifeq ($(strip $(BENCH_DATA)),)
 endif
 	$(EH) export-variants $(firstword $(BENCH_BUNDLES)) $(BENCH_DATA) --out reports/variants
 	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports --tuning-variants reports/variants
-	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
+	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .ruff_cache
