@@ -1,4 +1,4 @@
-"""``edgehisto bench [BUNDLE...] [--data DIR] [--out reports] [--tuning-variants DIR]``: variants side by side."""
+"""``edgehisto bench [BUNDLE...] [--data DIR] [--out bench-output] [--tuning-variants DIR]``: variants side by side."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 @click.argument("bundles", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where labelled data lives: a bundle's held-out tiles are used if found there, else every tile.")
-@click.option("--out", "out_dir", default=Path("reports"), show_default=True,
+@click.option("--out", "out_dir", default=Path("bench-output"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3),
               help="Timed repetitions per latency measurement.")
