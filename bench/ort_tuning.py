@@ -99,6 +99,7 @@ def conclude(rows: list[dict]) -> str:
 
 
 def short(value) -> str:
+    """A setting as the tables show it: onnxruntime enum names without their ``ORT_`` prefix."""
     return value.removeprefix("ORT_") if isinstance(value, str) else str(value)
 
 
