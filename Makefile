@@ -87,14 +87,21 @@ reexport-default-model: install
 	rm -rf runs/reexport
 	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) --reexport runs/reexport
 
-# Benchmarks: every bundle variant side by side (reports/bench.{json,md}, PNG plots) and the
-# onnxruntime tuning of the first bundle (reports/ort_tuning.{json,md}), then the
-# pytest-benchmark microbenchmarks of the runtime hot path. BENCH_BUNDLES empty = embedded default.
+# Benchmarks, written to $(BENCH_OUT)/ (ignored by git; the README's Benchmarks section keeps the
+# record): the int8 and input-layout variants of the first bundle (export-variants -> variants/),
+# every bundle variant side by side (bench.{json,md}, PNG plots), the onnxruntime tuning against
+# those variants (ort_tuning.{json,md}), then the pytest-benchmark microbenchmarks of the runtime
+# hot path (benchmarks/, not shipped in the wheel). BENCH_BUNDLES empty = embedded default.
 BENCH_BUNDLES ?=
 BENCH_DATA ?= $(if $(HAVE_IDC),--data $(IDC_DATA),)
+BENCH_OUT ?= bench-output
 bench: install
-	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out reports --tuning
-	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json reports/microbench.json
+ifeq ($(strip $(BENCH_DATA)),)
+	$(error make bench calibrates int8 variants on labelled tiles: $(IDC_DATA) is absent, set BENCH_DATA="--data DIR")
+endif
+	$(EH) export-variants $(firstword $(BENCH_BUNDLES)) $(BENCH_DATA) --out $(BENCH_OUT)/variants
+	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out $(BENCH_OUT) --tuning-variants $(BENCH_OUT)/variants
+	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider --benchmark-json $(BENCH_OUT)/microbench.json
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .ruff_cache

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "edgehisto.train.cli_train:train",
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
+    "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",

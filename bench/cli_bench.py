@@ -1,4 +1,4 @@
-"""``edgehisto bench [BUNDLE...] [--data DIR] [--out reports]``: variants side by side."""
+"""``edgehisto bench [BUNDLE...] [--data DIR] [--out bench-output] [--tuning-variants DIR]``: variants side by side."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ import click
 @click.argument("bundles", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where labelled data lives: a bundle's held-out tiles are used if found there, else every tile.")
-@click.option("--out", "out_dir", default=Path("reports"), show_default=True,
+@click.option("--out", "out_dir", default=Path("bench-output"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3),
               help="Timed repetitions per latency measurement.")
 @click.option("--limit", default=512, show_default=True, type=click.IntRange(min=8),
               help="Labelled tiles used for accuracy (evenly subsampled).")
-@click.option("--tuning/--no-tuning", default=False, show_default=True,
-              help="Also measure the onnxruntime/export choices for the first bundle (ort_tuning.{json,md}).")
+@click.option("--tuning-variants", "variants_dir", default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also measure the onnxruntime/export choices for the first bundle against the variants "
+                   "the export-variants command wrote into this directory (ort_tuning.{json,md}).")
 def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repeats: int, limit: int,
-          tuning: bool) -> None:
+          variants_dir: Path | None) -> None:
     """Benchmark Keras, ONNX and TFLite, fp32 and int8, for each bundle (default: the embedded model)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgehisto.bench.report import write_reports
@@ -29,17 +31,24 @@ def bench(bundles: tuple[Path, ...], data_dir: Path | None, out_dir: Path, repea
     from edgehisto.runtime.registry import resolve_bundle
 
     chosen = list(bundles) or [resolve_bundle(None).path]
-    report = run_bench(chosen, data_dir, BenchConfig(repeats=repeats, limit=limit),
-                       log=lambda line: click.echo(line, err=True))
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    if variants_dir is not None:  # refuse variants of another bundle before the long bench run
+        from edgehisto.bench.ort_tuning import read_variants
+
+        read_variants(variants_dir, resolve_bundle(chosen[0]))
+    report = run_bench(chosen, data_dir, BenchConfig(repeats=repeats, limit=limit), log=progress)
     for path in write_reports(report, out_dir):
         click.echo(f"wrote {path}")
     missed = [t for b in report["bundles"] for t in b["targets"] if not t["met"]]
     for t in missed:
         click.echo(f"target missed: {t['target']}: {t['value']:.3g} (target {t['rule']} {t['threshold']})", err=True)
-    if tuning:
-        from edgehisto.bench.ort_tuning import tune_onnxruntime, write_tuning_report
+    if variants_dir is not None:
+        from edgehisto.bench.ort_tuning import tune_onnxruntime
+        from edgehisto.bench.tuning_report import write_tuning_report
 
-        result = tune_onnxruntime(chosen[0], data_dir, repeats=repeats, limit=limit,
-                                  log=lambda line: click.echo(line, err=True))
+        result = tune_onnxruntime(chosen[0], variants_dir, data_dir, repeats=repeats, limit=limit, log=progress)
         for path in write_tuning_report(result, out_dir):
             click.echo(f"wrote {path}")

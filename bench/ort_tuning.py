@@ -3,29 +3,30 @@
 Each factor (session options, int8 quantisation, input layout, ONNX vs TFLite int8) is one table of
 variants of the classify path (backbone + head, batch 1), timed together in rotating rounds so load
 from other processes hits them alike: read rows as ratios within a table, next to the load averages.
+Bench reads bundles only: the int8 and NCHW backbones it compares with the bundle's own are made
+beforehand by the ``export-variants`` command and read here from their directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle
+from edgehisto.bench.run import machine_info, no_progress
+from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, sha256_of
 from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.litert import probabilities
+from edgehisto.runtime.sessions import SPINNING, make_session
+from edgehisto.runtime.timing import interleaved
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
-SPINNING = "session.intra_op.allow_spinning"
 SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current session options
     "threads": [{"intra": n} for n in (0, 1, 2)],
     "spinning": [{"spin": "1"}, {"spin": "0"}],
@@ -33,31 +34,16 @@ SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current se
     "execution": [{"mode": "ORT_SEQUENTIAL", "inter": 1}, {"mode": "ORT_PARALLEL", "inter": 1},
                   {"mode": "ORT_PARALLEL", "inter": 2}],
 }
-QUANT_VARIANTS = {  # one factor at a time away from export's default (QDQ, U8S8, per-channel, MinMax)
-    "QDQ U8S8 per-channel MinMax": {}, "QOperator": {"format": "QOperator"}, "per-tensor": {"per_channel": False},
-    "activations QInt8 (S8S8)": {"activation_type": "QInt8"}, "Entropy calibration": {"calibration_method": "Entropy"},
-    "Percentile calibration": {"calibration_method": "Percentile"},
-}
+VARIANTS_FILE = "variants.json"  # written by the export-variants command (export/variants.py)
 # A difference counts only if it is >= 5% and the faster variant wins >= 80% of the rounds: on this
 # shared 2-core machine two identical graphs measured 2.5x apart in one table when load bursts hit.
 NOISE_RATIO, CONSISTENT_ROUNDS = 1.05, 0.8
 NOISE_NOTE = "RANDOM NOISE used instead of tiles: agreement and probability numbers are MEANINGLESS"
 
 
-def _options(settings: dict) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = settings["intra"], settings["inter"]
-    options.graph_optimization_level = ort.GraphOptimizationLevel.__members__[settings["level"]]
-    options.execution_mode = ort.ExecutionMode.__members__[settings["mode"]]
-    options.add_session_config_entry(SPINNING, settings["spin"])
-    return options
-
-
 def runtime_settings(model: Path) -> dict:
-    """The session settings the runtime really uses, read back from ``runtime.classifier._session``."""
-    from edgehisto.runtime.classifier import _session
-
-    used = _session(model, None).get_session_options()
+    """The session settings the runtime really uses, read back from a ``make_session`` session."""
+    used = make_session(model).get_session_options()
     try:
         spin = used.get_session_config_entry(SPINNING)
     except RuntimeError:  # not set: onnxruntime's default, spinning on
@@ -70,9 +56,7 @@ class ClassifyPath:
     """Backbone + head sessions of one stage: what ``classify`` runs per tile (``nchw``: transpose input)."""
 
     def __init__(self, backbone: Path, head: Path, output: str, settings: dict, nchw: bool = False):
-        opts = _options(settings)
-        self.backbone = ort.InferenceSession(str(backbone), opts, providers=["CPUExecutionProvider"])
-        self.head = ort.InferenceSession(str(head), opts, providers=["CPUExecutionProvider"])
+        self.backbone, self.head = make_session(backbone, **settings), make_session(head, **settings)
         self.output, self.nchw = output, nchw
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -86,39 +70,6 @@ class ClassifyPath:
 
     def predict(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
         return np.concatenate([self(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-def quiesce(step: float = 0.02, limit: float = 0.5) -> None:
-    """Wait until this process's idle worker threads stop spinning (~0.1 s after an onnxruntime run).
-
-    Without this a variant would be timed while the previous variant's intra-op workers still spin
-    and take one of the two cores, which slowed batch-1 calls up to 8x in a round-robin.
-    """
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        before = time.process_time()
-        time.sleep(step)
-        if time.process_time() - before < 0.1 * step:
-            return
-
-
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int, burst: int = 5) -> dict[str, dict]:
-    """Median, p95 and per-round medians (ms) per call: rounds over the variants (start rotating each
-    round); per turn a quiesce, one untimed call, then ``burst`` timed back-to-back calls."""
-    names, burst = list(calls), max(1, min(burst, repeats))
-    samples: dict[str, list[list[float]]] = {name: [] for name in names}
-    for round_ in range(-(-repeats // burst)):
-        for i in range(len(names)):
-            name = names[(round_ + i) % len(names)]
-            quiesce()
-            calls[name]()
-            samples[name].append([])
-            for _ in range(burst):
-                start = time.perf_counter()
-                calls[name]()
-                samples[name][-1].append((time.perf_counter() - start) * 1000.0)
-    return {name: {"median_ms": float(np.median(s)), "p95_ms": float(np.percentile(s, 95)),
-                   "round_medians_ms": [float(np.median(r)) for r in s]} for name, s in samples.items()}
 
 
 def compare(slow: dict, fast: dict) -> str:
@@ -147,7 +98,8 @@ def conclude(rows: list[dict]) -> str:
     return text
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A setting as the tables show it: onnxruntime enum names without their ``ORT_`` prefix."""
     return value.removeprefix("ORT_") if isinstance(value, str) else str(value)
 
 
@@ -186,90 +138,47 @@ def session_factors(t: Tuning, x1: np.ndarray) -> dict:
         for sweep, overrides in SESSION_SWEEPS.items():
             rows, calls = [], {}
             for override in overrides:
-                name = ", ".join(f"{k}={_short(v)}" for k, v in override.items())
+                name = ", ".join(f"{k}={short(v)}" for k, v in override.items())
                 calls[name] = partial(t.classify_path(precision, **override), x1)
                 settings = {**t.current, **override}
-                rows.append({"variant": name, **{k: _short(v) for k, v in settings.items()},
+                rows.append({"variant": name, **{k: short(v) for k, v in settings.items()},
                              "chosen": settings == t.current})
             factors[f"{sweep}_{precision}"] = t.measure(f"session {sweep}, {precision}", rows, calls)
     return factors
 
 
-def quantization_factor(t: Tuning, x: np.ndarray, reference: np.ndarray, calibration: np.ndarray,
-                        scratch: Path) -> dict:
-    """Int8 variants rebuilt from the bundle's fp32 backbone: latency and agreement with fp32 ONNX."""
-    from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
-
+def quantization_factor(t: Tuning, x: np.ndarray, reference: np.ndarray, variants: dict) -> dict:
+    """Int8 backbones quantised one factor at a time: latency and agreement with fp32 ONNX."""
     recorded = t.bundle.manifest.get("quantization", {}).get(t.stage.name, {})
     rows, calls = [], {}
-    for i, (name, override) in enumerate(QUANT_VARIANTS.items()):
-        t.log(f"  tuning: quantising variant {name!r}")
-        int8 = scratch / f"quant{i}.onnx"
-        choice = quantize_backbone(t.bundle.file(t.stage.backbone("fp32")), int8, calibration,
-                                   QuantizationChoice(**override)).to_dict()
-        settings = {k: v for k, v in choice.items() if k != "calibration_images"}
-        path = t.classify_path(int8)
+    for variant in (v for v in variants["variants"] if v["kind"] == "quantization"):
+        settings = {k: v for k, v in variant["quantization"].items() if k != "calibration_images"}
+        path = t.classify_path(variant["path"])
         probs = path.predict(x)
-        rows.append({"variant": name, **settings, "size_kb": int8.stat().st_size / 1e3,
+        rows.append({"variant": variant["name"], **settings, "size_kb": variant["bytes"] / 1e3,
                      "top1_agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))),
                      "max_abs_prob_diff": float(np.abs(probs - reference).max()),
                      "chosen": all(recorded.get(k) == v for k, v in settings.items())})
-        calls[name] = partial(path, x[:1])
+        calls[variant["name"]] = partial(path, x[:1])
     return t.measure("int8 quantisation (one factor at a time)", rows, calls)
 
 
-def nchw_backbone(bundle: Bundle, stage: StageSpec, out: Path) -> Path:
-    """Convert the reference Keras backbone again with tf2onnx ``inputs_as_nchw=["image"]``."""
-    import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgehisto.export.convert import OPSET, rename_tensor, split_at
-
-    entry = bundle.manifest["stages"][stage.name]
-    names = entry.get("reference_outputs", {"logits": "logits", "probabilities": "probabilities"})
-    model = keras.models.load_model(bundle.file(entry["reference_keras"]), compile=False)
-    backbone = split_at(model, stage.gradcam_layer, names["logits"], names["probabilities"]).backbone
-    signature = (tf.TensorSpec((None, *backbone.input.shape[1:]), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(backbone, input_signature=signature, opset=OPSET,
-                                          inputs_as_nchw=["image"])
-    rename_tensor(proto, proto.graph.output[0].name, "activations")  # the input keeps the spec's name, "image"
-    onnx.save(proto, out)
-    return out
-
-
-def transposes(model: Path, optimized: Path, current: dict) -> tuple[int, int]:
-    """Transpose nodes in the file, and left after onnxruntime's optimiser at the current level."""
-    import onnx
-
-    options = _options(current)
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    return tuple(sum(n.op_type == "Transpose" for n in onnx.load(str(p)).graph.node) for p in (model, optimized))
-
-
-def layout_factors(t: Tuning, x: np.ndarray, calibration: np.ndarray, scratch: Path) -> dict:
+def layout_factors(t: Tuning, x: np.ndarray, variants: dict) -> dict:
     """NHWC bundle backbone vs an NCHW-input conversion (fed pre-transposed, or transposed per call)."""
-    from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
-
-    t.log("  tuning: converting the reference backbone with inputs_as_nchw")
-    nchw = {"fp32": nchw_backbone(t.bundle, t.stage, scratch / "nchw.fp32.onnx"), "int8": scratch / "nchw.int8.onnx"}
-    quantize_backbone(nchw["fp32"], nchw["int8"], calibration.transpose(0, 3, 1, 2), QuantizationChoice())
+    nchw = {v["precision"]: v for v in variants["variants"] if v["kind"] == "layout"}
     x1, x1_nchw = x[:1], np.ascontiguousarray(x[:1].transpose(0, 3, 1, 2))
     factors = {}
     for precision in ("fp32", "int8"):
-        nhwc, other = t.classify_path(precision), t.classify_path(nchw[precision], nchw=True)
+        nhwc, other = t.classify_path(precision), t.classify_path(nchw[precision]["path"], nchw=True)
         diff = float(np.abs(other.predict(x) - nhwc.predict(x)).max())
-        counts = [transposes(f, scratch / "optimized.onnx", t.current)
-                  for f in (t.bundle.file(t.stage.backbone(precision)), nchw[precision])]
-        variants = {"NHWC (bundle)": (counts[0], 0.0, partial(nhwc, x1)),
+        counts = variants["bundle_backbones"][precision]["transposes"], nchw[precision]["transposes"]
+        measured = {"NHWC (bundle)": (counts[0], 0.0, partial(nhwc, x1)),
                     "NCHW, input pre-transposed": (counts[1], diff, partial(other.run_prepared, x1_nchw)),
                     "NCHW + numpy transpose per call": (counts[1], diff, partial(other, x1))}
-        rows = [{"variant": name, "transposes": n, "transposes_after_ort": n_opt, "max_abs_prob_diff_vs_nhwc": d,
-                 "chosen": name.startswith(t.bundle.preprocess.layout)}
-                for name, ((n, n_opt), d, _) in variants.items()]
-        calls = {name: call for name, (_, _, call) in variants.items()}
+        rows = [{"variant": name, "transposes": n["in_file"], "transposes_after_ort": n["after_onnxruntime"],
+                 "max_abs_prob_diff_vs_nhwc": d, "chosen": name.startswith(t.bundle.preprocess.layout)}
+                for name, (n, d, _) in measured.items()]
+        calls = {name: call for name, (_, _, call) in measured.items()}
         factors[f"layout_{precision}"] = t.measure(f"input layout, {precision}", rows, calls)
     return factors
 
@@ -295,47 +204,53 @@ def tflite_factor(t: Tuning, x1: np.ndarray) -> dict:
 
 
 def _noise(bundle: Bundle, count: int, seed: int) -> np.ndarray:
+    """Uniform random tiles, preprocessed: only for when no labelled tiles can be found."""
     pixels = np.random.default_rng(seed).integers(0, 256, (count, *bundle.preprocess.input_size, 3), dtype=np.uint8)
     return normalize(pixels, bundle.preprocess)
 
 
-def calibration_set(bundle: Bundle, data_dir: Path | None, count: int, seed: int) -> tuple[np.ndarray, str]:
-    """Calibration images drawn as export does: the run's train split, else ``--data``, else "noise"."""
-    from edgehisto.data.splits import read_split
-    from edgehisto.data.tasks import TASKS
-    from edgehisto.export.calibration import calibration_images
+def read_variants(variants_dir: Path, bundle: Bundle) -> dict:
+    """The ``variants.json`` of the ``export-variants`` command, checked against ``bundle``'s entry stage.
 
-    run_dir = Path(bundle.manifest.get("training", {}).get("run_dir", "/nonexistent"))
-    root = Path(bundle.manifest.get("reference", {}).get("data_root", "/nonexistent"))
-    if (run_dir / "split.csv").is_file() and root.is_dir():
-        train = [r["relpath"] for r in read_split(run_dir) if r["side"] == "train"]
-        return calibration_images(root, train, bundle.preprocess, count, seed), f"train split of {run_dir}"
-    if data_dir is not None:
-        tiles = TASKS[bundle.task].scan(Path(data_dir))
-        return calibration_images(tiles.root, tiles.relpaths, bundle.preprocess, count, seed), f"--data {data_dir}"
-    return _noise(bundle, count, seed), "noise"
+    Each variant gets its resolved ``path``.
+
+    Raises:
+        EdgehistoError: no description, variants of another bundle, or a file missing or changed.
+    """
+    described_at = Path(variants_dir) / VARIANTS_FILE
+    if not described_at.is_file():
+        raise EdgehistoError(f"{variants_dir} holds no {VARIANTS_FILE}; make it with "
+                             f"`export-variants {bundle.path} --data DIR --out {variants_dir}`")
+    described = json.loads(described_at.read_text())
+    stage = bundle.stages[bundle.entry_stage]
+    made_from = described["bundle"]
+    if (made_from["stage"], made_from["backbone_fp32_sha256"]) != (
+            stage.name, bundle.manifest["files"][stage.backbone("fp32")]["sha256"]):
+        raise EdgehistoError(f"the variants in {variants_dir} were exported from another bundle "
+                             f"({made_from['path']}, stage {made_from['stage']}); export them again from {bundle.path}")
+    for variant in described["variants"]:
+        variant["path"] = Path(variants_dir) / variant["file"]
+        if not variant["path"].is_file() or sha256_of(variant["path"]) != variant["sha256"]:
+            raise EdgehistoError(f"variant file {variant['path']} is missing or changed since export-variants wrote it")
+    return described
 
 
-def tune_onnxruntime(bundle_dir: Path, data_dir: Path | None = None, repeats: int = 50, limit: int = 256,
-                     log: Callable[[str], None] = print) -> dict:
+def tune_onnxruntime(bundle_dir: Path, variants_dir: Path, data_dir: Path | None = None, repeats: int = 50,
+                     limit: int = 256, log: Callable[[str], None] = no_progress) -> dict:
     """Measure every runtime/export choice on the bundle's entry stage (batch 1); returns the report."""
-    from edgehisto.bench.run import machine_info
     from edgehisto.bundle.preprocess import load_resized
     from edgehisto.data.labelled import labelled_tiles
 
     bundle = load_bundle(bundle_dir)
     stage = bundle.stages[bundle.entry_stage]
-    seed = int(bundle.manifest.get("training", {}).get("config", {}).get("seed", 0))
-    count = int(bundle.manifest.get("quantization", {}).get(stage.name, {}).get("calibration_images") or 128)
-    start_load = list(os.getloadavg())
-    calibration, calibration_source = calibration_set(bundle, data_dir, count, seed)
-    notes = [NOISE_NOTE + " (calibration)"] if calibration_source == "noise" else []
+    variants = read_variants(variants_dir, bundle)
+    start_load, notes = list(os.getloadavg()), []
     try:
         root, relpaths, _ = labelled_tiles(bundle, data_dir, limit)
         x, tiles_source = normalize(np.stack([load_resized(root / p, bundle.preprocess) for p in relpaths]),
                                     bundle.preprocess), str(root)
     except EdgehistoError as error:
-        x, tiles_source = _noise(bundle, min(limit, 64), seed + 1), f"noise ({error})"
+        x, tiles_source = _noise(bundle, min(limit, 64), seed=1), f"noise ({error})"
         notes.append(NOISE_NOTE + " (tiles)")
     for note in notes:
         log(f"WARNING: {note}")
@@ -343,55 +258,10 @@ def tune_onnxruntime(bundle_dir: Path, data_dir: Path | None = None, repeats: in
     t = Tuning(bundle, stage, current, repeats, log)
     reference = t.classify_path("fp32").predict(x)
     factors = session_factors(t, x[:1])
-    with tempfile.TemporaryDirectory() as scratch:
-        factors["quantization"] = quantization_factor(t, x, reference, calibration, Path(scratch))
-        factors.update(layout_factors(t, x, calibration, Path(scratch)))
+    factors["quantization"] = quantization_factor(t, x, reference, variants)
+    factors.update(layout_factors(t, x, variants))
     factors["tflite"] = tflite_factor(t, x[:1])
     return {"bundle": str(bundle_dir), "stage": stage.name, "machine": machine_info(), "repeats": repeats,
             "runtime_settings": current, "tiles": {"source": tiles_source, "n": len(x)},
-            "calibration": {"source": calibration_source, "n": len(calibration), "seed": seed},
+            "variants": {"dir": str(variants_dir), "calibration": variants["calibration"]},
             "notes": notes, "loadavg_start": start_load, "loadavg_end": list(os.getloadavg()), "factors": factors}
-
-
-def _cell(value) -> str:
-    if isinstance(value, bool):
-        return "**yes**" if value else ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def tuning_markdown(result: dict) -> str:
-    """The tuning report as Markdown: one table and one derived conclusion per factor."""
-    machine = result["machine"]
-    lines = [f"# onnxruntime tuning: {result['bundle']} (stage `{result['stage']}`, batch 1)", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores; onnxruntime "
-             f"{machine['versions'].get('onnxruntime')}. Load average (1/5/15 min) at start "
-             f"{', '.join(f'{v:.2f}' for v in result['loadavg_start'])}, at end "
-             f"{', '.join(f'{v:.2f}' for v in result['loadavg_end'])}.",
-             f"Tiles: {result['tiles']['n']} from {result['tiles']['source']}; calibration: "
-             f"{result['calibration']['n']} images from {result['calibration']['source']}. "
-             f"Latency: backbone + head in ms, median / p95 of {result['repeats']} samples per variant; a table's "
-             "variants are timed in rotating rounds (wait for idle workers to stop spinning, one untimed "
-             "call, a back-to-back burst).",
-             "Runtime session settings (chosen): "
-             + ", ".join(f"{k}={_short(v)}" for k, v in result["runtime_settings"].items()) + ".", ""]
-    lines += [f"**{note}**" for note in result["notes"]] + ([""] if result["notes"] else [])
-    for factor in result["factors"].values():
-        skip = ("variant", "chosen", "median_ms", "p95_ms", "round_medians_ms")
-        columns = [c for c in factor["rows"][0] if c not in skip]
-        columns = ["variant", *columns, "median_ms", "p95_ms", "chosen"]
-        lines += [f"## {factor['title']}", "", "| " + " | ".join(columns) + " |",
-                  "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in factor["rows"]]
-        load = factor["loadavg_before"][0], factor["loadavg_after"][0]
-        lines += ["", f"Conclusion: {factor['conclusion']}. (1-min load {load[0]:.2f} -> {load[1]:.2f})", ""]
-    return "\n".join(lines)
-
-
-def write_tuning_report(result: dict, out_dir: Path) -> list[Path]:
-    """Write ``ort_tuning.json`` and ``ort_tuning.md`` into ``out_dir``; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "ort_tuning.json", out_dir / "ort_tuning.md"]
-    paths[0].write_text(json.dumps(result, indent=2) + "\n")
-    paths[1].write_text(tuning_markdown(result))
-    return paths

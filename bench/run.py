@@ -15,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bench.timing import latency_ms, throughput, whole_process
+from edgehisto.bench.process import whole_process
 from edgehisto.bench.variants import VARIANTS, make_variant
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
+from edgehisto.runtime.timing import latency_ms, throughput
 
 KERAS_SCRIPT = """
 import sys, json, numpy as np, keras
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
+from edgehisto.runtime.timing import latency_ms, throughput
 bundle = load_bundle(sys.argv[1], verify=False)
 stage = bundle.manifest["stages"][bundle.entry_stage]
 model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
@@ -32,6 +34,10 @@ model = keras.Model(model.input, model.get_layer(layer).output)
 x = normalize(load_resized(sys.argv[2], bundle.preprocess), bundle.preprocess)[None]
 print(json.dumps(model.predict(x, verbose=0).tolist()))
 """
+
+
+def no_progress(_line: str) -> None:
+    """The default progress callback of bench functions: say nothing (the CLI passes stderr)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig)
 
 
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = no_progress) -> dict:
     """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
     from edgehisto.data.labelled import labelled_tiles
 
@@ -186,7 +192,7 @@ def evaluate_targets(result: dict) -> list[dict]:
 
 
 def run_bench(bundles: list[Path], data_dir: Path | None, config: BenchConfig,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = no_progress) -> dict:
     """Bench several bundles and return the whole machine-readable report."""
     return {"machine": machine_info(), "config": asdict(config),
             "bundles": [bench_bundle(b, data_dir, config, log) for b in bundles]}

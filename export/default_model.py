@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,12 @@ MAX_BUNDLE_BYTES = 5 * 1024 * 1024
 
 def int8_latency_ms(bundle_dir: Path, repeats: int = 100) -> float:
     """Median batch-1 int8 classify latency of a bundle (backbone + head), one thread."""
+    from edgehisto.runtime.timing import latency_ms
+
     clf = Classifier(bundle_dir, precision="int8", threads=1, allow_failed_parity=True)
     stage = clf.stages[clf.bundle.entry_stage]
     x = np.random.default_rng(0).random((1, *clf.spec.input_size, 3), dtype=np.float32)
-    samples = []
-    for _ in range(repeats + 5):
-        start = time.perf_counter()
-        clf.head(clf.activations(x, stage), stage)
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples[5:]) * 1000)
+    return latency_ms(lambda: clf.head(clf.activations(x, stage), stage), repeats, warmup=5)["median_ms"]
 
 
 def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:

@@ -19,6 +19,7 @@ from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
+from edgehisto.runtime.sessions import make_session
 
 
 @dataclass
@@ -62,22 +63,6 @@ class TileResult:
         return record
 
 
-def _session(path: Path, threads: int | None) -> ort.InferenceSession:
-    """A CPU session tuned as measured in ``bench/ort_tuning.py`` (reports/ort_tuning.md).
-
-    ORT_ENABLE_ALL: needed for the int8 QDQ kernels to fuse (5x faster than EXTENDED on int8).
-    No spinning: a bundle runs two or three small sessions in turn, and each one's spinning
-    workers would hold a core while the next runs (1.6x fp32, consistent over rounds).
-    """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def parity_problem(bundle: Bundle) -> str | None:
     """Why a bundle must not be used silently (failed or missing parity verdict), or None."""
     verdict = bundle.manifest.get("parity", {}).get("passed")
@@ -114,7 +99,7 @@ class Classifier:
     def session(self, relative: str) -> ort.InferenceSession:
         """The (lazily created, cached) onnxruntime session for one bundle file."""
         if relative not in self._sessions:
-            self._sessions[relative] = _session(self.bundle.file(relative), self._threads)
+            self._sessions[relative] = make_session(self.bundle.file(relative), self._threads)
         return self._sessions[relative]
 
     # -- tensors in, numbers out ---------------------------------------------------------

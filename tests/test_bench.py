@@ -34,3 +34,30 @@ def test_bench_measures_every_variant_and_writes_reports(idc_bundle, tmp_path):
     assert "| onnx_int8 |" in (tmp_path / "bench.md").read_text()
     pngs = [p for p in written if p.suffix == ".png"]
     assert pngs and all(cv2.imread(str(p)) is not None for p in pngs)
+
+
+def test_bench_reads_bundles_only_and_loads_tensorflow_only_for_the_keras_reference():
+    import ast
+    from pathlib import Path
+
+    import edgehisto.bench
+
+    rooms, heavy = {"bench", "runtime", "bundle", "data", "errors"}, ("tensorflow", "keras", "tf2onnx")
+    offences = []
+    for path in sorted(Path(edgehisto.bench.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] == "edgehisto" and len(parts) > 1 and parts[1] not in rooms:
+                    offences.append(f"{path.name}:{node.lineno} imports {module}")
+                if parts[0] in heavy and (id(node) in top_level or path.name != "variants.py"):
+                    offences.append(f"{path.name}:{node.lineno} imports {module} outside the Keras reference")
+    assert offences == []

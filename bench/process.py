@@ -1,37 +1,12 @@
-"""Latency, throughput and whole-process measurements (wall clock, one bench run, as ratios)."""
+"""Whole-process measurements: cold-start wall time and peak RSS of a command (call latencies: ``runtime.timing``)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import numpy as np
-
-
-def latency_ms(call: Callable[[], object], repeats: int, warmup: int = 3) -> dict:
-    """Median and p95 wall-clock milliseconds of ``call`` after a warm-up."""
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": float(np.median(samples)), "p95_ms": float(np.percentile(samples, 95)),
-            "repeats": repeats}
-
-
-def throughput(call: Callable[[], object], batch: int, repeats: int) -> float:
-    """Tiles per second of a batched ``call``."""
-    call()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    return batch * repeats / (time.perf_counter() - start)
-
 
 _PROBE = """
 import resource, subprocess, sys, time, json
