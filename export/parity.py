@@ -78,8 +78,8 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
         rows = np.flatnonzero(truth[name] >= 0)
         xs, ys = x[rows], truth[name][rows]
         stage_model = keras.Model(model.input, model.get_layer(outputs["probabilities"]).output)
-        keras_top1[name] = keras_probabilities(stage_model, x).argmax(1)
-        reference = keras_probabilities(stage_model, xs)
+        keras_top1[name] = keras_probabilities(stage_model, x, stage.output).argmax(1)
+        reference = keras_probabilities(stage_model, xs, stage.output)
         probs = {p: rt.head(rt.activations(xs, stage), stage)[1] for p, rt in runtimes.items()}
         report.gate(name, "onnx_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                     thresholds.fp32_max_abs_diff, "<=")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import PreprocessSpec
 
 
@@ -22,12 +23,9 @@ def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return mapping
 
 
-def predict_probabilities(model, dataset) -> np.ndarray:
-    """(N, K) class probabilities; a single-sigmoid output becomes [1 - p, p]."""
-    raw = np.asarray(model.predict(dataset, verbose=0), np.float64)
-    if raw.ndim == 2 and raw.shape[1] == 1:
-        raw = np.concatenate([1.0 - raw, raw], axis=1)
-    return raw
+def predict_probabilities(model, dataset, output: str) -> np.ndarray:
+    """(N, K) float64 class probabilities of a model with ``output`` kind ("sigmoid"/"softmax")."""
+    return class_probabilities(np.asarray(model.predict(dataset, verbose=0), np.float64), output)
 
 
 def load_sides(root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: np.ndarray,
@@ -91,7 +89,7 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
 
     weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
     history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights)
-    probabilities = predict_probabilities(model, dataset("test", False))
+    probabilities = predict_probabilities(model, dataset("test", False), run_info["output"])
     metrics = classification_metrics(arrays["test"].labels, probabilities.argmax(axis=1), class_names)
     write_metrics(metrics, run_dir, "test_metrics", f"{run_info['task']} test split")
     run_info = dict(run_info, class_weight=weights, n_params=int(model.count_params()),
