@@ -30,7 +30,7 @@ import keras
 import onnx
 
 from edgehisto.bundle import tensors
-from edgehisto.bundle.manifest import MANIFEST, SCHEMA_VERSION, sha256_of
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha256_of
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.provenance import provenance
 from edgehisto.data.splits import read_split
@@ -114,7 +114,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
                    choice: QuantizationChoice, log: Callable[[str], None], tflite: bool) -> dict:
     """Files written once per Keras model: ONNX backbone fp32/int8 and TFLite fp32/int8."""
     (out_dir / folder).mkdir(exist_ok=True)
-    files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in ("fp32", "int8")}
+    files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in PRECISIONS}
     log(f"[{stage_name}] converting the backbone with tf2onnx (opset {OPSET})")
     onnx.save(to_onnx(parts.backbone, tensors.IMAGE, [tensors.ACTIVATIONS]), out_dir / files["backbone_fp32"])
     log(f"[{stage_name}] int8 quantisation, calibrated on {len(calibration)} training images")
@@ -122,7 +122,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
                                calibration, choice).to_dict()
     if tflite:
         log(f"[{stage_name}] TFLite fp32 and full-integer int8 (same calibration images)")
-        files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in ("fp32", "int8")})
+        files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in PRECISIONS})
         convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
         convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
     return {"files": files, "record": record}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, load_bundle
 from edgehisto.data.splits import read_split
 from edgehisto.runtime.classifier import Classifier
 
@@ -61,7 +61,7 @@ def held_out_metrics(bundle_dir: Path, run_dir: Path, data_dir: Path) -> dict:
     for side in ("val", "test"):
         relpaths, labels, patients = side_tiles(run_dir, side)
         out[side] = {"patients": patients}
-        for precision in ("fp32", "int8"):
+        for precision in PRECISIONS:
             probs = positive_probabilities(Classifier(bundle, precision=precision), [data_dir / p for p in relpaths])
             out[side][precision] = binary_metrics(labels, probs)
     return out
@@ -158,7 +158,7 @@ def render(card: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for side in ("test", "val"):
-        lines += [_row(f"{side} ({', '.join(m[side]['patients'])}) {p}", m[side][p]) for p in ("fp32", "int8")]
+        lines += [_row(f"{side} ({', '.join(m[side]['patients'])}) {p}", m[side][p]) for p in PRECISIONS]
     tuned = card["val_tuned_threshold"]
     met = card["target_met_int8_test"]
     lines += [
