@@ -87,7 +87,8 @@ def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
     """
     from edgehisto.data.datasets.idc import scan_idc
     from edgehisto.data.splits import summarize_split, write_split
-    from edgehisto.train.idc import TrainConfig, split_sides
+    from edgehisto.train.fit import split_sides
+    from edgehisto.train.idc import TrainConfig
 
     bundle = load_bundle(bundle_dir)
     manifest, card = bundle.manifest, json.loads((Path(bundle_dir) / "model_card.json").read_text())

@@ -147,7 +147,7 @@ def render(card: dict) -> str:
         "## Architecture and training",
         f"The seed's 27-layer CNN ({card['n_params']:,} parameters at this input size): Conv32/64/128 and "
         "SeparableConv256 blocks (BN, ReLU, max-pool), GAP, Dropout, Dense128-BN-ReLU-Dropout, "
-        "Dense64-BN-ReLU, Dense1 + sigmoid; L2 on kernels; BatchNorm momentum 0.9 (see `train/models.py`).",
+        "Dense64-BN-ReLU, Dense1 + sigmoid; L2 on kernels; BatchNorm momentum 0.9 (see `train/architectures.py`).",
         f"Recipe: Adam {cfg['learning_rate']}, batch {cfg['batch_size']}, binary cross-entropy, up to "
         f"{cfg['epochs']} epochs (ran {card['epochs_run']}), ReduceLROnPlateau, EarlyStopping(val_loss, "
         f"patience {cfg['patience']}, best weights restored); augmentation: rotation ±20°, zoom 20%, shifts 10%, "

@@ -4,12 +4,47 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.train.models import DEFAULT_INPUT_SIZE
+
+SPLIT_METHODS = ("patient", "image")
+
+
+@dataclass
+class FitConfig:
+    """The fields every ``train`` command shares; each task's config adds its own and may change a default.
+
+    Every field but ``verbose`` is an option of the ``train`` commands, whose defaults are read here.
+    """
+
+    input_size: int = DEFAULT_INPUT_SIZE
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    split: str = "patient"  # one of SPLIT_METHODS: "patient" (grouped, stratified) or "image" (the seed's)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    class_weights: bool = False
+    stain_augment: bool = False
+    patience: int = 5
+    seed: int = 0
+    verbose: int = 2
+
+
+def split_sides(labels: np.ndarray, groups: np.ndarray, config: FitConfig) -> np.ndarray:
+    """Patient-grouped stratified split (default) or the seed's image-level stratified split."""
+    from edgehisto.data.splits import image_level_split, patient_grouped_split
+
+    fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
+    if config.split == "image":
+        return image_level_split(labels, seed=config.seed, **fractions)
+    return patient_grouped_split(labels, groups, seed=config.seed, **fractions)
 
 
 def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
