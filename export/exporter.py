@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -41,6 +42,8 @@ from edgehisto.export.golden import display_peaks, write_golden_set
 from edgehisto.export.onnx_grad import build_gradient_model
 from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
 from edgehisto.export.tflite import convert_tflite_fp32, convert_tflite_int8
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
 
 def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None,
                calibration_count: int = 128, choice: QuantizationChoice | None = None,
-               tflite: bool = True, log: Callable[[str], None] = print) -> Path:
+               tflite: bool = True, log: Callable[[str], None] = _LOG.info) -> Path:
     """Export a run directory into a bundle directory and return the manifest path.
 
     ``tflite=False`` skips the TFLite files (faster export; the LiteRT gates then do not apply).

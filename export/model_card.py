@@ -5,6 +5,7 @@ provenance, recipe, intended use and limitations. Written as MODEL_CARD.md + mod
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 from edgehisto.bundle.manifest import PRECISIONS, load_bundle
 from edgehisto.data.splits import read_split
 from edgehisto.runtime.classifier import Classifier
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 TARGET = {"balanced_accuracy": 0.85, "positive_recall": 0.85}
 
@@ -76,7 +79,7 @@ def best_threshold(y_true: np.ndarray, p_positive: np.ndarray) -> float:
 
 
 def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict],
-                     log: Callable[[str], None] = print) -> dict:
+                     log: Callable[[str], None] = _LOG.info) -> dict:
     """Measure, then write ``MODEL_CARD.md`` and ``model_card.json`` into the bundle."""
     run = json.loads((run_dir / "run.json").read_text())
     log("measuring held-out patients with the runtime (fp32 and int8)")

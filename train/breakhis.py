@@ -9,6 +9,7 @@ masked by the true binary label, so at inference the backbone runs once per tile
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SUBTYPE_STAGES = ("benign_subtype", "malignant_subtype")
 ARCH_MODELS = arch_models(BREAKHIS.name)  # "hierarchy" -> "densenet121", "multitask" -> "densenet121_multitask"
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass
@@ -181,8 +183,11 @@ def evaluate_hierarchy(models: dict, arrays, spec, config: BreakhisConfig, run_d
 
 
 def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
-                   log: Callable[[str], None] = print) -> dict:
-    """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``."""
+                   log: Callable[[str], None] = _LOG.info) -> dict:
+    """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``.
+
+    ``log`` receives one progress line at a time (default: this module's logger).
+    """
     import keras
 
     from edgehisto.bundle.provenance import provenance

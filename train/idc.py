@@ -9,6 +9,7 @@ provenance), ``history.csv``/``history.json``, ``curves.png``, ``split.csv``/``s
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from edgehisto.train.fit import FitConfig, split_sides
 from edgehisto.train.models import MODELS, model_spec
 
 DEFAULT_MODEL = "idc_cnn"
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass
@@ -41,9 +43,12 @@ def idc_preprocess_spec(input_size: int, tile_size: int = MODELS[DEFAULT_MODEL].
 
 
 def train_idc(
-    data_dir: Path, run_dir: Path, config: TrainConfig, log: Callable[[str], None] = print
+    data_dir: Path, run_dir: Path, config: TrainConfig, log: Callable[[str], None] = _LOG.info
 ) -> dict:
-    """Train an IDC model on an IDC-layout directory and fill ``run_dir``; returns test metrics."""
+    """Train an IDC model on an IDC-layout directory and fill ``run_dir``; returns test metrics.
+
+    ``log`` receives one progress line at a time (default: this module's logger).
+    """
     import keras
 
     from edgehisto.data.datasets.idc import scan_idc
