@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "edgehisto.train.cli_train:train",
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
+    "default-model": "edgehisto.export.cli_default_model:default_model",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
