@@ -30,13 +30,14 @@ def train_command(name: str) -> click.Command:
     return command("train").commands[name]
 
 
-@pytest.mark.parametrize(("name", "config_name"), [("idc", "TrainConfig"), ("breakhis", "BreakhisConfig")])
-def test_train_options_are_the_config_fields_with_the_config_defaults(name, config_name):
+@pytest.mark.parametrize(("name", "config_path"), [("idc", "edgehisto.train.idc:TrainConfig"),
+                                                  ("breakhis", "edgehisto.train.breakhis:BreakhisConfig")])
+def test_train_options_are_the_config_fields_with_the_config_defaults(name, config_path):
     from edgehisto.train.cli_train import defaults
     from edgehisto.train.fit import FitConfig
 
-    config = {"TrainConfig": "edgehisto.train.idc", "BreakhisConfig": "edgehisto.train.breakhis"}[config_name]
-    config = getattr(importlib.import_module(config), config_name)
+    module, attribute = config_path.split(":")
+    config = getattr(importlib.import_module(module), attribute)
     assert issubclass(config, FitConfig)
     expected = defaults(config)
     options = {p.name: p for p in train_command(name).params if isinstance(p, click.Option)}

@@ -67,12 +67,12 @@ def train_options(config: type[FitConfig], out_help: str, **help_texts: str):
     return decorate
 
 
+_IDC_SIZE = MODELS[DEFAULT_MODEL].native_size
+
+
 @click.group()
 def train() -> None:
     """Train a model on a dataset directory (TensorFlow; needs the [train] extra)."""
-
-
-_IDC_SIZE = MODELS[DEFAULT_MODEL].native_size
 
 
 @train.command("idc")
