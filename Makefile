@@ -78,14 +78,14 @@ default-model: install
 		--stain-augment --patience 6 --epochs 20 --seed 0
 	$(EH) export $(DEFAULT_RUNS)/idc50 --out $(DEFAULT_RUNS)/bundle50
 	$(EH) export $(DEFAULT_RUNS)/idc128 --out $(DEFAULT_RUNS)/bundle128
-	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) \
+	$(EH) default-model --data $(IDC_DATA) \
 		$(DEFAULT_RUNS)/idc50:$(DEFAULT_RUNS)/bundle50 $(DEFAULT_RUNS)/idc128:$(DEFAULT_RUNS)/bundle128
 
 # Re-export the embedded default with the current exporter (same Keras weights; new int8 files,
 # golden set, parity report and model card). Needs ../shared/data/idc.
 reexport-default-model: install
 	rm -rf runs/reexport
-	$(PY) -m edgehisto.export.default_model --data $(IDC_DATA) --reexport runs/reexport
+	$(EH) default-model --data $(IDC_DATA) --reexport runs/reexport
 
 # Benchmarks, written to $(BENCH_OUT)/ (ignored by git; the README's Benchmarks section keeps the
 # record): the int8 and input-layout variants of the first bundle (export-variants -> variants/),

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
+    "default-model": "edgehisto.export.cli_default_model:default_model",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",

@@ -35,3 +35,10 @@ class DatasetLayoutError(EdgehistoError, ValueError):
 
 class ExportError(EdgehistoError, RuntimeError):
     """A model cannot be exported (unsupported layer, op without a gradient rule, ...)."""
+
+
+class UnknownModel(EdgehistoError, KeyError):
+    """A model name that is not in the registry (the message lists the valid names)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""

@@ -33,13 +33,15 @@ def _format_summary(summary: dict) -> list[str]:
 
 def _format_idc(summary: dict) -> list[str]:
     """Lines for an IDC summary: classes, patients, undersized tiles, masks and problems."""
+    from edgehisto.data.datasets.idc import TILE_SIZE
+
     return [
         *_heading(summary),
         *_class_table(summary),
         "",
         *_patient_table(summary),
         "",
-        f"undersized (< 50 px on a side, padded at preprocessing): {summary['n_undersized']}",
+        f"undersized (< {TILE_SIZE} px on a side, padded at preprocessing): {summary['n_undersized']}",
         *_sized_tiles(summary["undersized"]),
         *_masks_and_problems(summary),
     ]

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from edgehisto.data.datasets.idc import TILE_SIZE
 from edgehisto.errors import DatasetLayoutError
 
 # Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which
@@ -23,7 +24,6 @@ _HAEMATOXYLIN = np.array([0.58, 0.73, 0.37])
 _EOSIN = np.array([0.15, 0.84, 0.52])
 # Nuclei are only 1-3 px wide at 50 px; painting at 2x and area-downsampling anti-aliases them.
 _SUPERSAMPLE = 2
-_TILE = 50  # real IDC patches are 50x50 and sit on a 50 px grid starting at 1
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def _degrade(rng: np.random.Generator, rgb: np.ndarray, size: int) -> np.ndarray
 
 
 def render_idc_tile(
-    rng: np.random.Generator, positive: bool, size: int = _TILE
+    rng: np.random.Generator, positive: bool, size: int = TILE_SIZE
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Render one RGB uint8 tile and, for a positive, its 0/255 lesion mask (else None)."""
     canvas = size * _SUPERSAMPLE
@@ -270,7 +270,8 @@ def _plan(rng: np.random.Generator, n: int, n_patients: int, positive_fraction: 
     cells = np.concatenate([rng.choice(side * side, count, replace=False)
                             for side, count in zip(sides, counts, strict=True)])
     sides = np.repeat(sides, counts)
-    xs, ys = _TILE * (cells % sides) + 1, _TILE * (cells // sides) + 1
+    # Real IDC patches sit on a TILE_SIZE grid starting at 1.
+    xs, ys = TILE_SIZE * (cells % sides) + 1, TILE_SIZE * (cells // sides) + 1
     return [_TileSpec(str(ids[o]), int(x), int(y), bool(p), bool(u))
             for o, x, y, p, u in zip(owner, xs, ys, positive, undersized, strict=True)]
 

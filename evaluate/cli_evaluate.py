@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
+from edgehisto.bundle.manifest import PRECISIONS
+
 
 @click.command("evaluate")
 @click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report directory (metrics, confusion matrices, Grad-CAM panels, summary.md).")
-@click.option("--precision", default="both", show_default=True, type=click.Choice(["fp32", "int8", "both"]))
+@click.option("--precision", default="both", show_default=True, type=click.Choice([*PRECISIONS, "both"]))
 @click.option("--limit", default=None, type=click.IntRange(min=1),
               help="At most this many tiles, evenly subsampled (default: all).")
 @click.option("--panel-n", default=4, show_default=True, type=click.IntRange(1, 32),
@@ -31,7 +33,7 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
     deletion test."""
     from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
 
-    precisions = ("fp32", "int8") if precision == "both" else (precision,)
+    precisions = PRECISIONS if precision == "both" else (precision,)
     report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
                              top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
                              allow_failed_parity=allow_failed_parity, log=lambda line: click.echo(line, err=True))

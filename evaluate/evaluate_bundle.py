@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +32,8 @@ from edgehisto.evaluate import localisation as loc
 from edgehisto.evaluate.gradcam_panels import PanelTile, write_class_grid, write_class_panel
 from edgehisto.evaluate.metrics import classification_metrics, write_metrics
 from edgehisto.runtime.classifier import Classifier
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class _Scored:
 
 
 def score_tiles(classifier: Classifier, tiles: Sequence[LabelledTile], top_k_percent: float,
-                seed: int = 0, batch_size: int = 64, log: Callable[[str], None] = print
+                seed: int = 0, batch_size: int = 64, log: Callable[[str], None] = _LOG.info
                 ) -> tuple[dict[str, list[TileOutcome]], list[dict]]:
     """Classify tiles with Grad-CAM and score each stage's maps: ({stage: outcomes}, failures).
 
@@ -227,7 +230,7 @@ def write_predictions(outcomes: Sequence[TileOutcome], class_names: Sequence[str
 def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions: Sequence[str] = PRECISIONS,
                     limit: int | None = None, panel_n: int = 4, top_k_percent: float = 20.0,
                     seed: int = 0, batch_size: int = 64, allow_failed_parity: bool = False,
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = _LOG.info) -> dict:
     """Evaluate every stage of a bundle at each precision; writes the report dir, returns its JSON.
 
     A bundle without passed parity gates is refused unless ``allow_failed_parity`` (then the

@@ -1,17 +1,17 @@
 """Choose the embedded default IDC model among candidate runs and install it into the package.
 
-    python -m edgehisto.export.default_model --data ../shared/data/idc RUN_A:BUNDLE_A RUN_B:BUNDLE_B
-    python -m edgehisto.export.default_model --data ../shared/data/idc --reexport runs/reexport
-
-The choice is made on the **val** patients (int8 balanced accuracy, then int8 latency); the test
-patients only appear in the model card. ``make default-model`` runs the whole thing.
+``edgehisto default-model`` (``export/cli_default_model.py``) is the command over these functions;
+``make default-model`` runs the whole thing. The choice is made on the **val** patients (int8
+balanced accuracy, then int8 latency); the test patients only appear in the model card.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,16 @@ from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, MODELS_DIR
 
 MAX_BUNDLE_BYTES = 5 * 1024 * 1024
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
+
+
+@dataclass(frozen=True)
+class InstalledDefault:
+    """An installed default bundle: where it is, the candidates' comparison (chosen first), its size."""
+
+    dest: Path
+    comparison: list[dict]
+    total_bytes: int
 
 
 def int8_latency_ms(bundle_dir: Path, repeats: int = 100) -> float:
@@ -51,28 +61,36 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (-round(r["val_balanced_accuracy"], 3), r["int8_latency_ms"]))
 
 
-def install(candidates: list[tuple[Path, Path]], data_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL) -> Path:
-    """Compare, copy the winner into the package, write its model card, re-hash its manifest."""
+def install(candidates: list[tuple[Path, Path]], data_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL,
+            log: Callable[[str], None] = _LOG.info) -> InstalledDefault:
+    """Compare, copy the winner into the package, write its model card, re-hash its manifest.
+
+    Args:
+        candidates: (run directory, bundle directory) pairs of trained and exported IDC models.
+        log: receives one progress line at a time.
+    """
+    if not candidates:
+        raise ExportError("no candidate RUN_DIR:BUNDLE_DIR pairs to choose the default model from")
     rows = compare(candidates, data_dir)
     best = rows[0]
-    print(f"chosen: {best['name']} (val balanced accuracy {best['val_balanced_accuracy']:.3f})", file=sys.stderr)
-    return _install_bundle(Path(best["bundle_dir"]), Path(best["run_dir"]), data_dir, rows, dest)
+    log(f"chosen: {best['name']} (val balanced accuracy {best['val_balanced_accuracy']:.3f})")
+    return _install_bundle(Path(best["bundle_dir"]), Path(best["run_dir"]), data_dir, rows, dest, log)
 
 
-def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[dict], dest: Path) -> Path:
+def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[dict], dest: Path,
+                    log: Callable[[str], None]) -> InstalledDefault:
     """Copy a bundle into the package as the default, with its model card, and re-hash it."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(bundle_dir, dest)
-    write_model_card(dest, run_dir, data_dir, rows, log=lambda line: print(line, file=sys.stderr))
+    write_model_card(dest, run_dir, data_dir, rows, log=log)
     manifest = json.loads((dest / MANIFEST).read_text())
     manifest["name"] = DEFAULT_MODEL
     write_manifest(dest, manifest)  # the card is part of the bundle: hash it too
     total = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     if total > MAX_BUNDLE_BYTES:
         raise ExportError(f"{dest} is {total / 1e6:.1f} MB, over the 5 MB budget")
-    print(f"installed {dest} ({total / 1e6:.2f} MB)", file=sys.stderr)
-    return dest
+    return InstalledDefault(dest, rows, total)
 
 
 def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
@@ -83,7 +101,8 @@ def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
     """
     from edgehisto.data.datasets.idc import scan_idc
     from edgehisto.data.splits import summarize_split, write_split
-    from edgehisto.train.idc import TrainConfig, split_sides
+    from edgehisto.train.fit import split_sides
+    from edgehisto.train.idc import TrainConfig
 
     bundle = load_bundle(bundle_dir)
     manifest, card = bundle.manifest, json.loads((Path(bundle_dir) / "model_card.json").read_text())
@@ -109,22 +128,24 @@ def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
     return run_dir
 
 
-def reexport(data_dir: Path, work_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL) -> Path:
+def reexport(data_dir: Path, work_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL,
+             log: Callable[[str], None] = _LOG.info) -> InstalledDefault:
     """Re-export the installed default with the current exporter (same weights), then reinstall it.
 
     Rows of the card's comparison for other candidates are carried over as they were measured.
+    ``log`` receives the progress lines, the parity table included. Raises ``ExportError`` (and
+    keeps the installed bundle) if the re-export fails its parity gates.
     """
-    from edgehisto.export.cli_options import DEFAULTS
     from edgehisto.export.exporter import export_run
     from edgehisto.export.parity import check_parity, format_table, write_report
 
     old_rows = json.loads((dest / "model_card.json").read_text())["comparison"]
     run_dir = rebuild_run(dest, data_dir, Path(work_dir) / "run")
     bundle_dir = Path(work_dir) / "bundle"
-    export_run(run_dir, bundle_dir, log=lambda line: print(line, file=sys.stderr))
-    report = check_parity(bundle_dir, data_dir, DEFAULTS)
+    export_run(run_dir, bundle_dir, log=log)
+    report = check_parity(bundle_dir, data_dir)  # the default gate thresholds
     write_report(bundle_dir, report)
-    print(format_table(report), file=sys.stderr)
+    log(format_table(report))
     if not report.passed:
         raise ExportError("the re-exported default fails its parity gates; the installed one is kept")
     row = compare([(run_dir, bundle_dir)], data_dir)[0]
@@ -132,24 +153,5 @@ def reexport(data_dir: Path, work_dir: Path, dest: Path = MODELS_DIR / DEFAULT_M
     # Other candidates were not re-exported: their numbers (latency included) are from another run.
     others = [{**r, "name": r["name"] if "(not re-exported" in r["name"] else f"{r['name']} (not re-exported; earlier run)"}
               for r in old_rows if r["name"] != row["name"]]
-    return _install_bundle(bundle_dir, run_dir, data_dir, [row, *others], dest)
+    return _install_bundle(bundle_dir, run_dir, data_dir, [row, *others], dest, log)
 
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--reexport", type=Path, metavar="WORK_DIR",
-                        help="re-export the installed default (same weights) with the current exporter")
-    parser.add_argument("candidates", nargs="*", help="RUN_DIR:BUNDLE_DIR pairs")
-    args = parser.parse_args(argv)
-    if args.reexport:
-        reexport(args.data, args.reexport)
-        return
-    pairs = [tuple(Path(p) for p in c.split(":", 1)) for c in args.candidates]
-    install(pairs, args.data)
-
-
-if __name__ == "__main__":
-    main()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -30,7 +31,7 @@ import keras
 import onnx
 
 from edgehisto.bundle import tensors
-from edgehisto.bundle.manifest import MANIFEST, SCHEMA_VERSION, sha256_of
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha256_of
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.provenance import provenance
 from edgehisto.data.splits import read_split
@@ -41,6 +42,8 @@ from edgehisto.export.golden import display_peaks, write_golden_set
 from edgehisto.export.onnx_grad import build_gradient_model
 from edgehisto.export.quantize import QuantizationChoice, quantize_backbone
 from edgehisto.export.tflite import convert_tflite_fp32, convert_tflite_int8
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
                    choice: QuantizationChoice, log: Callable[[str], None], tflite: bool) -> dict:
     """Files written once per Keras model: ONNX backbone fp32/int8 and TFLite fp32/int8."""
     (out_dir / folder).mkdir(exist_ok=True)
-    files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in ("fp32", "int8")}
+    files = {f"backbone_{p}": f"{folder}/backbone.{p}.onnx" for p in PRECISIONS}
     log(f"[{stage_name}] converting the backbone with tf2onnx (opset {OPSET})")
     onnx.save(to_onnx(parts.backbone, tensors.IMAGE, [tensors.ACTIVATIONS]), out_dir / files["backbone_fp32"])
     log(f"[{stage_name}] int8 quantisation, calibrated on {len(calibration)} training images")
@@ -122,7 +125,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
                                calibration, choice).to_dict()
     if tflite:
         log(f"[{stage_name}] TFLite fp32 and full-integer int8 (same calibration images)")
-        files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in ("fp32", "int8")})
+        files.update({f"tflite_{p}": f"{folder}/model.{p}.tflite" for p in PRECISIONS})
         convert_tflite_fp32(model, out_dir / files["tflite_fp32"])
         convert_tflite_int8(model, out_dir / files["tflite_int8"], calibration)
     return {"files": files, "record": record}
@@ -130,7 +133,7 @@ def _export_shared(model, parts, stage_name: str, out_dir: Path, folder: str, ca
 
 def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None,
                calibration_count: int = 128, choice: QuantizationChoice | None = None,
-               tflite: bool = True, log: Callable[[str], None] = print) -> Path:
+               tflite: bool = True, log: Callable[[str], None] = _LOG.info) -> Path:
     """Export a run directory into a bundle directory and return the manifest path.
 
     ``tflite=False`` skips the TFLite files (faster export; the LiteRT gates then do not apply).

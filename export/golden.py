@@ -77,7 +77,7 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
     x_all = normalize(np.stack([resize_tile(tile, spec) for tile in candidates]), spec)
     entry_model, entry_outputs = reference(bundle.entry_stage)
     entry = _stage_model(entry_model, entry_outputs)
-    chosen = choose_golden(keras_probabilities(entry, x_all))
+    chosen = choose_golden(keras_probabilities(entry, x_all, bundle.stages[bundle.entry_stage].output))
     tiles_dir = Path(out_dir) / GOLDEN_DIR / "tiles"
     tiles_dir.mkdir(parents=True, exist_ok=True)
     names = []
@@ -92,7 +92,7 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
     expected = {}
     for name, stage in bundle.stages.items():
         model, outputs = reference(name)
-        probabilities = keras_probabilities(_stage_model(model, outputs), x)
+        probabilities = keras_probabilities(_stage_model(model, outputs), x, stage.output)
         top1 = probabilities.argmax(axis=1)
         expected[f"keras_probabilities__{name}"] = probabilities.astype(np.float32)
         expected[f"keras_top1__{name}"] = top1.astype(np.int64)

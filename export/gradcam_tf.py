@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edgehisto.bundle.outputs import class_probabilities
+
 
 def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
                class_indices: np.ndarray, batch_size: int = 32, logits: str = "logits") -> np.ndarray:
@@ -33,7 +35,7 @@ def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
     return np.concatenate(maps).astype(np.float32)
 
 
-def keras_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, K) probabilities from the Keras model; a single sigmoid becomes [1 - p, p]."""
+def keras_probabilities(model: keras.Model, x: np.ndarray, output: str, batch_size: int = 64) -> np.ndarray:
+    """(N, K) float64 class probabilities from the Keras model of a stage with ``output`` kind."""
     raw = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
-    return np.concatenate([1.0 - raw, raw], axis=1) if raw.shape[1] == 1 else raw
+    return class_probabilities(raw, output)

@@ -5,14 +5,17 @@ provenance, recipe, intended use and limitations. Written as MODEL_CARD.md + mod
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, load_bundle
 from edgehisto.data.splits import read_split
 from edgehisto.runtime.classifier import Classifier
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 TARGET = {"balanced_accuracy": 0.85, "positive_recall": 0.85}
 
@@ -61,7 +64,7 @@ def held_out_metrics(bundle_dir: Path, run_dir: Path, data_dir: Path) -> dict:
     for side in ("val", "test"):
         relpaths, labels, patients = side_tiles(run_dir, side)
         out[side] = {"patients": patients}
-        for precision in ("fp32", "int8"):
+        for precision in PRECISIONS:
             probs = positive_probabilities(Classifier(bundle, precision=precision), [data_dir / p for p in relpaths])
             out[side][precision] = binary_metrics(labels, probs)
     return out
@@ -76,7 +79,7 @@ def best_threshold(y_true: np.ndarray, p_positive: np.ndarray) -> float:
 
 
 def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict],
-                     log: Callable[[str], None] = print) -> dict:
+                     log: Callable[[str], None] = _LOG.info) -> dict:
     """Measure, then write ``MODEL_CARD.md`` and ``model_card.json`` into the bundle."""
     run = json.loads((run_dir / "run.json").read_text())
     log("measuring held-out patients with the runtime (fp32 and int8)")
@@ -147,7 +150,7 @@ def render(card: dict) -> str:
         "## Architecture and training",
         f"The seed's 27-layer CNN ({card['n_params']:,} parameters at this input size): Conv32/64/128 and "
         "SeparableConv256 blocks (BN, ReLU, max-pool), GAP, Dropout, Dense128-BN-ReLU-Dropout, "
-        "Dense64-BN-ReLU, Dense1 + sigmoid; L2 on kernels; BatchNorm momentum 0.9 (see `train/models.py`).",
+        "Dense64-BN-ReLU, Dense1 + sigmoid; L2 on kernels; BatchNorm momentum 0.9 (see `train/architectures.py`).",
         f"Recipe: Adam {cfg['learning_rate']}, batch {cfg['batch_size']}, binary cross-entropy, up to "
         f"{cfg['epochs']} epochs (ran {card['epochs_run']}), ReduceLROnPlateau, EarlyStopping(val_loss, "
         f"patience {cfg['patience']}, best weights restored); augmentation: rotation ±20°, zoom 20%, shifts 10%, "
@@ -158,7 +161,7 @@ def render(card: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for side in ("test", "val"):
-        lines += [_row(f"{side} ({', '.join(m[side]['patients'])}) {p}", m[side][p]) for p in ("fp32", "int8")]
+        lines += [_row(f"{side} ({', '.join(m[side]['patients'])}) {p}", m[side][p]) for p in PRECISIONS]
     tuned = card["val_tuned_threshold"]
     met = card["target_met_int8_test"]
     lines += [

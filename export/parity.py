@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
-from edgehisto.bundle.manifest import Bundle, load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.data.labelled import labelled_tiles
 from edgehisto.runtime.classifier import Classifier
@@ -71,15 +71,15 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     report = ParityReport(str(bundle_dir), str(root), len(relpaths), 0)
-    runtimes = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in ("fp32", "int8")}
+    runtimes = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in PRECISIONS}
     references, keras_top1 = _References(bundle), {}
     for name, stage in bundle.stages.items():
         model, outputs = references.stage(name)
         rows = np.flatnonzero(truth[name] >= 0)
         xs, ys = x[rows], truth[name][rows]
         stage_model = keras.Model(model.input, model.get_layer(outputs["probabilities"]).output)
-        keras_top1[name] = keras_probabilities(stage_model, x).argmax(1)
-        reference = keras_probabilities(stage_model, xs)
+        keras_top1[name] = keras_probabilities(stage_model, x, stage.output).argmax(1)
+        reference = keras_probabilities(stage_model, xs, stage.output)
         probs = {p: rt.head(rt.activations(xs, stage), stage)[1] for p, rt in runtimes.items()}
         report.gate(name, "onnx_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                     thresholds.fp32_max_abs_diff, "<=")
@@ -139,7 +139,7 @@ def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, re
     from edgehisto.runtime.litert import LiteRTModel, probabilities
 
     probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output).predict(x), stage.output)
-             for p in ("fp32", "int8")}
+             for p in PRECISIONS}
     report.gate(stage.name, "tflite_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                 thresholds.fp32_max_abs_diff, "<=")
     top1 = probs["int8"].argmax(1)

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from edgehisto.bundle import tensors
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import load_resized, normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
@@ -111,9 +112,7 @@ class Classifier:
         """(logits, probabilities as (N, K)) of a stage's head."""
         logits, probabilities = self.session(stage.files["head"]).run([tensors.LOGITS, tensors.PROBABILITIES],
                                                                       {tensors.ACTIVATIONS: activations})
-        if stage.output == "sigmoid":
-            probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
-        return logits, probabilities
+        return logits, class_probabilities(probabilities, stage.output)
 
     def gradients(self, activations: np.ndarray, stage: StageSpec, class_indices: np.ndarray) -> np.ndarray:
         """d(class score)/d(activations) for the given class of each row (exact, from ONNX)."""

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import click
 
+from edgehisto.bundle.manifest import PRECISIONS
+
 
 @click.command("classify")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "bundle_dir", default=None, type=click.Path(path_type=Path),
               help="Bundle directory (default: the embedded default model).")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "int8"]))
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
 @click.option("--gradcam", "gradcam_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write a Grad-CAM overlay PNG and the raw map (.npy) per tile and stage here.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "csv"]))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from edgehisto.bundle.manifest import PRECISIONS
+
 
 @click.command("verify")
 @click.argument("bundle_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--precision", default="both", show_default=True, type=click.Choice(["fp32", "int8", "both"]),
+@click.option("--precision", default="both", show_default=True, type=click.Choice([*PRECISIONS, "both"]),
               help="Which ONNX backbones to run (int8 alone is the quick check under emulation).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(bundle_dir: Path | None, precision: str, as_json: bool) -> None:

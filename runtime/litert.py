@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.outputs import class_probabilities
+
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     scale, zero_point = detail["quantization"]
@@ -54,6 +56,5 @@ class LiteRTModel:
 
 
 def probabilities(raw: np.ndarray, output: str) -> np.ndarray:
-    """(N, K) class probabilities; a single sigmoid becomes [1 - p, p]."""
-    raw = np.asarray(raw, np.float64)
-    return np.concatenate([1.0 - raw, raw], axis=1) if output == "sigmoid" else raw
+    """(N, K) float64 class probabilities of a LiteRT output (see ``bundle.outputs``)."""
+    return class_probabilities(np.asarray(raw, np.float64), output)

@@ -31,9 +31,9 @@ def test_densenet_stage_is_densenet121_with_the_seed_head():
 
 
 def test_imagenet_weights_fail_clearly_when_not_in_the_local_cache(tmp_path, monkeypatch):
-    from edgehisto.train.models import resolve_weights
+    from edgehisto.train.architectures import resolve_weights
 
-    monkeypatch.setattr("edgehisto.train.models.KERAS_CACHE_NOTOP", "no-such-weights-file.h5")
+    monkeypatch.setattr("edgehisto.train.architectures.KERAS_CACHE_NOTOP", "no-such-weights-file.h5")
     with pytest.raises(FileNotFoundError, match="no downloads"):
         resolve_weights("imagenet")
     with pytest.raises(FileNotFoundError, match="does not exist"):

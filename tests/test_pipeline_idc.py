@@ -12,6 +12,7 @@ from click.testing import CliRunner
 pytest.importorskip("tensorflow")
 
 from edgehisto.cli import cli  # noqa: E402
+from edgehisto.train.models import MODELS  # noqa: E402
 
 
 def test_idc_cnn_has_the_seed_architecture():
@@ -23,19 +24,14 @@ def test_idc_cnn_has_the_seed_architecture():
     assert model.get_layer("separable_conv2d").output.shape[1:] == (16, 16, 256)
 
 
-def test_unknown_model_name_lists_the_valid_ones():
-    from edgehisto.train.models import create_model
-
-    with pytest.raises(KeyError, match="idc_cnn"):
-        create_model("resnet")
-
-
 def test_training_writes_a_complete_run_directory(idc_run):
     for name in ("model.keras", "run.json", "model_history.csv", "model_history.json", "model_curves.png", "split.csv",
                  "split.json", "test_metrics.json", "test_metrics_confusion.csv", "test_metrics_confusion.png"):
         assert (idc_run / name).is_file(), name
     run = json.loads((idc_run / "run.json").read_text())
     assert run["n_params"] == 171_329
+    registered = MODELS[run["model"]]
+    assert (run["output"], run["gradcam_layer"]) == (registered.output, registered.gradcam_layer)
     assert run["preprocess"]["input_size"] == [128, 128]
     split = json.loads((idc_run / "split.json").read_text())
     assert split["key"] == "patient" and split["shared_groups"] == []

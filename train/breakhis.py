@@ -9,6 +9,7 @@ masked by the true binary label, so at inference the backbone runs once per tile
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,34 +17,34 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.data.datasets.breakhis import DEFAULT_SPLIT_KEY
 from edgehisto.data.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
+from edgehisto.train.fit import FitConfig
+from edgehisto.train.models import MODELS, arch_models, model_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SUBTYPE_STAGES = ("benign_subtype", "malignant_subtype")
+ARCH_MODELS = arch_models(BREAKHIS.name)  # "hierarchy" -> "densenet121", "multitask" -> "densenet121_multitask"
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass
-class BreakhisConfig:
-    """The seed's recipe by default; every field is a ``train breakhis`` option."""
+class BreakhisConfig(FitConfig):
+    """The seed's recipe by default; every field but ``verbose`` is a ``train breakhis`` option.
 
-    arch: str = "hierarchy"  # or "multitask"
-    input_size: int = 128
+    ``split="patient"`` groups by ``split_key`` and stratifies by subtype.
+    """
+
+    input_size: int = MODELS[ARCH_MODELS["hierarchy"]].default_input_size
     epochs: int = 50
-    batch_size: int = 32
     learning_rate: float = 1e-4
-    split: str = "patient"  # "patient" (grouped by split_key, stratified by subtype) or "image"
-    split_key: str = "slide"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    magnifications: tuple[int, ...] | None = None
     class_weights: bool = True  # subtype stages (the seed's subtype models collapsed onto F and DC)
+    arch: str = "hierarchy"  # a key of ARCH_MODELS: "hierarchy" (three models) or "multitask"
+    split_key: str = DEFAULT_SPLIT_KEY
+    magnifications: tuple[int, ...] | None = None
     weights: str | None = None  # None: from scratch; "imagenet" or a path: a local weight file
     fine_tune_epochs: int = 0  # with weights: train the head first, then the last dense block
-    stain_augment: bool = False
-    patience: int = 5
-    seed: int = 0
-    verbose: int = 2
 
 
 def breakhis_preprocess_spec(input_size: int) -> PreprocessSpec:
@@ -98,7 +99,7 @@ def _train_hierarchy(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
         weights = class_weight_map(train_y[train_y >= 0], len(classes)) \
             if config.class_weights and stage in SUBTYPE_STAGES else None
         log(f"[{stage}] {int((train_y >= 0).sum())} training tiles, class weights {weights}")
-        model = create_model("densenet121", n_classes=len(classes), input_size=config.input_size,
+        model = create_model(ARCH_MODELS["hierarchy"], n_classes=len(classes), input_size=config.input_size,
                              weights=config.weights)
         _fit_with_optional_fine_tune(model, data, config, run_dir, stage, weights)
         models[stage], weights_used[stage] = model, weights
@@ -130,7 +131,7 @@ def _train_multitask(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
     from edgehisto.train.fit import class_weight_map
     from edgehisto.train.models import create_model
 
-    model = create_model("densenet121_multitask", input_size=config.input_size, weights=config.weights)
+    model = create_model(ARCH_MODELS["multitask"], input_size=config.input_size, weights=config.weights)
     train_labels = BREAKHIS.stage_labels(arrays["train"].labels)
     class_weights = {s: class_weight_map(train_labels[s][train_labels[s] >= 0], len(c))
                      if config.class_weights and s in SUBTYPE_STAGES else None
@@ -182,16 +183,20 @@ def evaluate_hierarchy(models: dict, arrays, spec, config: BreakhisConfig, run_d
 
 
 def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
-                   log: Callable[[str], None] = print) -> dict:
-    """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``."""
+                   log: Callable[[str], None] = _LOG.info) -> dict:
+    """Train the hierarchy or the multitask model on a BreaKHis-layout directory; fill ``run_dir``.
+
+    ``log`` receives one progress line at a time (default: this module's logger).
+    """
     import keras
 
     from edgehisto.bundle.provenance import provenance
     from edgehisto.data.datasets.breakhis import scan_breakhis, split_groups
     from edgehisto.data.splits import summarize_split, write_split
-    from edgehisto.train.fit import load_sides
-    from edgehisto.train.idc import split_sides
+    from edgehisto.train.fit import load_sides, split_sides
 
+    if config.arch not in ARCH_MODELS:
+        raise ValueError(f"unknown arch {config.arch!r}; choose one of: {', '.join(ARCH_MODELS)}")
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     mags = set(config.magnifications) if config.magnifications else None
@@ -227,6 +232,7 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
 def _stage_entry(stage: str, classes: tuple[str, ...], arch: str) -> dict:
     multitask = arch == "multitask"
     prefix = f"{stage}_" if multitask else ""
+    registered = model_spec(ARCH_MODELS[arch])
     return {"name": stage, "model_file": "multitask.keras" if multitask else f"{stage}.keras",
-            "class_names": list(classes), "output": "softmax", "gradcam_layer": "relu",
+            "class_names": list(classes), "output": registered.output, "gradcam_layer": registered.gradcam_layer,
             "logits_layer": f"{prefix}logits", "probabilities_layer": f"{prefix}probabilities"}

@@ -1,11 +1,73 @@
-"""``edgehisto train idc DATA_DIR --out RUN_DIR``: train a model and fill a run directory."""
+"""``edgehisto train idc|breakhis DATA_DIR --out RUN_DIR``: train a model and fill a run directory.
+
+Option defaults are read from the config dataclasses and choices from the model registry, so
+neither is written twice.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
+from typing import get_args
 
 import click
+
+from edgehisto.data.datasets.breakhis import MAGNIFICATIONS, SplitKey
+from edgehisto.train.breakhis import ARCH_MODELS, BreakhisConfig
+from edgehisto.train.fit import SPLIT_METHODS, FitConfig
+from edgehisto.train.idc import DEFAULT_MODEL, TrainConfig
+from edgehisto.train.models import MODELS, model_names
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def defaults(config: type) -> dict:
+    """Field name -> default of a config dataclass."""
+    return {f.name: f.default for f in fields(config)}
+
+
+def config_option(config: type, name: str, *declarations: str, **kwargs):
+    """A ``click.option`` for the config field ``name`` with the field's default."""
+    return click.option(*declarations, name, default=defaults(config)[name], show_default=True, **kwargs)
+
+
+def train_options(config: type[FitConfig], out_help: str, **help_texts: str):
+    """DATA_DIR, --out and the options every ``train`` command takes, with ``config``'s defaults.
+
+    ``help_texts`` gives a command's own help for a field (by field name).
+    """
+    def option(name: str, *declarations: str, **kwargs):
+        return config_option(config, name, *declarations, help=help_texts.get(name), **kwargs)
+
+    decorators = [
+        click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help=out_help),
+        option("input_size", "--input-size", type=click.IntRange(32, 512)),
+        option("epochs", "--epochs", type=click.IntRange(min=1)),
+        option("batch_size", "--batch-size", type=click.IntRange(min=1)),
+        option("learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True)),
+        option("split", "--split", type=click.Choice(SPLIT_METHODS)),
+        option("val_fraction", "--val-fraction", type=click.FloatRange(0.01, 0.5)),
+        option("test_fraction", "--test-fraction", type=click.FloatRange(0.01, 0.5)),
+        option("class_weights", "--class-weights/--no-class-weights"),
+        option("stain_augment", "--stain-augment/--no-stain-augment"),
+        option("patience", "--patience", type=click.IntRange(min=1)),
+        option("seed", "--seed", type=int),
+    ]
+
+    def decorate(command):
+        for decorator in reversed(decorators):  # click lists parameters in decoration order
+            command = decorator(command)
+        return command
+
+    return decorate
+
+
+_IDC_SIZE = MODELS[DEFAULT_MODEL].native_size
 
 
 @click.group()
@@ -14,33 +76,24 @@ def train() -> None:
 
 
 @train.command("idc")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory to create (model.keras, history, split, metrics).")
-@click.option("--input-size", default=128, show_default=True, type=click.IntRange(32, 512),
-              help="Model input side; 128 upsamples the 50x50 patches as the seed did, 50 is native.")
-@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--split", "split_method", default="patient", show_default=True,
-              type=click.Choice(["patient", "image"]),
-              help="patient: grouped by patient, stratified by class; image: the seed's image-level split.")
-@click.option("--val-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
-@click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
-@click.option("--class-weights/--no-class-weights", default=False, show_default=True,
-              help="Weight the loss by inverse class frequency of the training split.")
-@click.option("--stain-augment/--no-stain-augment", default=False, show_default=True,
-              help="Add per-image H&E colour jitter to the augmentation (helps on unseen patients).")
-@click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1),
-              help="EarlyStopping patience on val_loss (best weights are restored).")
-@click.option("--seed", default=0, show_default=True, type=int)
-def train_idc_cmd(data_dir: Path, run_dir: Path, split_method: str, **options) -> None:
-    """Train the 27-layer IDC CNN on an IDC-layout directory (PATIENT/0|1/*.png)."""
+@train_options(
+    TrainConfig,
+    out_help="Run directory to create (model.keras, history, split, metrics).",
+    input_size=f"Model input side; {TrainConfig.input_size} upsamples the {_IDC_SIZE}x{_IDC_SIZE} patches "
+               f"as the seed did, {_IDC_SIZE} is native.",
+    split="patient: grouped by patient, stratified by class; image: the seed's image-level split.",
+    class_weights="Weight the loss by inverse class frequency of the training split.",
+    stain_augment="Add per-image H&E colour jitter to the augmentation (helps on unseen patients).",
+    patience="EarlyStopping patience on val_loss (best weights are restored).",
+)
+@config_option(TrainConfig, "model", "--model", type=click.Choice(model_names("idc")),
+               help="Registered IDC model to train.")
+def train_idc_cmd(data_dir: Path, run_dir: Path, **options) -> None:
+    """Train an IDC model (the seed's 27-layer CNN) on an IDC-layout directory (PATIENT/0|1/*.png)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgehisto.train.idc import TrainConfig, train_idc
+    from edgehisto.train.idc import train_idc
 
-    config = TrainConfig(split=split_method, **options)
-    metrics = train_idc(data_dir, run_dir, config, log=lambda line: click.echo(line, err=True))
+    metrics = train_idc(data_dir, run_dir, TrainConfig(**options), log=_progress)
     click.echo(
         f"{run_dir}: test accuracy {metrics['accuracy']:.4f}, "
         f"balanced accuracy {metrics['balanced_accuracy']:.4f} on {metrics['n']} tiles"
@@ -48,44 +101,33 @@ def train_idc_cmd(data_dir: Path, run_dir: Path, split_method: str, **options) -
 
 
 @train.command("breakhis")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory to create (one .keras per stage, histories, split, metrics).")
-@click.option("--arch", default="hierarchy", show_default=True, type=click.Choice(["hierarchy", "multitask"]),
-              help="hierarchy: three DenseNet121 models (the seed); multitask: one shared backbone, three heads.")
-@click.option("--input-size", default=128, show_default=True, type=click.IntRange(32, 512))
-@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--split", "split_method", default="patient", show_default=True, type=click.Choice(["patient", "image"]),
-              help="patient: grouped by --split-key, stratified by subtype; image: the seed's image-level split.")
-@click.option("--split-key", default="slide", show_default=True, type=click.Choice(["slide", "patient_folder"]),
-              help="slide: numeric slide id (leak-safe: 82 folders share 70 ids); patient_folder: folder name.")
-@click.option("--magnification", "magnifications", multiple=True, type=click.Choice(["40", "100", "200", "400"]),
+@train_options(
+    BreakhisConfig,
+    out_help="Run directory to create (one .keras per stage, histories, split, metrics).",
+    split="patient: grouped by --split-key, stratified by subtype; image: the seed's image-level split.",
+    class_weights="Balanced class weights for the subtype stages.",
+)
+@config_option(BreakhisConfig, "arch", "--arch", type=click.Choice(list(ARCH_MODELS)),
+               help="hierarchy: three DenseNet121 models (the seed); multitask: one shared backbone, three heads.")
+@config_option(BreakhisConfig, "split_key", "--split-key", type=click.Choice(get_args(SplitKey)),
+               help="slide: numeric slide id (leak-safe: 82 folders share 70 ids); patient_folder: folder name.")
+@click.option("--magnification", "magnifications", multiple=True, type=click.Choice([str(m) for m in MAGNIFICATIONS]),
               help="Keep only these magnifications (repeatable; default all).")
-@click.option("--class-weights/--no-class-weights", default=True, show_default=True,
-              help="Balanced class weights for the subtype stages.")
-@click.option("--weights", default=None,
-              help="Backbone weights: 'imagenet' (local Keras cache file only) or a weight file path. Default: from scratch.")
-@click.option("--fine-tune-epochs", default=0, show_default=True, type=click.IntRange(min=0),
-              help="With --weights: after the head, fine-tune the last dense block this many epochs.")
-@click.option("--stain-augment/--no-stain-augment", default=False, show_default=True)
-@click.option("--val-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
-@click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5))
-@click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-def train_breakhis_cmd(data_dir: Path, run_dir: Path, split_method: str, magnifications: tuple[str, ...],
-                       **options) -> None:
+@config_option(BreakhisConfig, "weights", "--weights",
+               help="Backbone weights: 'imagenet' (local Keras cache file only) or a weight file path. "
+                    "Default: from scratch.")
+@config_option(BreakhisConfig, "fine_tune_epochs", "--fine-tune-epochs", type=click.IntRange(min=0),
+               help="With --weights: after the head, fine-tune the last dense block this many epochs.")
+def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str, ...], **options) -> None:
     """Train the BreaKHis DenseNet121 hierarchy (binary -> benign or malignant subtype)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgehisto.train.breakhis import BreakhisConfig, train_breakhis
+    from edgehisto.train.breakhis import train_breakhis
 
     if options["weights"] not in (None, "imagenet") and not Path(options["weights"]).is_file():
         raise click.BadParameter(f"{options['weights']} is not a file", param_hint="--weights")
-    config = BreakhisConfig(split=split_method, magnifications=tuple(int(m) for m in magnifications) or None,
-                            **options)
+    config = BreakhisConfig(magnifications=tuple(int(m) for m in magnifications) or None, **options)
     try:
-        metrics = train_breakhis(data_dir, run_dir, config, log=lambda line: click.echo(line, err=True))
+        metrics = train_breakhis(data_dir, run_dir, config, log=_progress)
     except FileNotFoundError as missing:
         raise click.ClickException(str(missing)) from None
     for stage, m in metrics.items():

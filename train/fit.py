@@ -4,11 +4,47 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.train.models import DEFAULT_INPUT_SIZE
+
+SPLIT_METHODS = ("patient", "image")
+
+
+@dataclass
+class FitConfig:
+    """The fields every ``train`` command shares; each task's config adds its own and may change a default.
+
+    Every field but ``verbose`` is an option of the ``train`` commands, whose defaults are read here.
+    """
+
+    input_size: int = DEFAULT_INPUT_SIZE
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    split: str = "patient"  # one of SPLIT_METHODS: "patient" (grouped, stratified) or "image" (the seed's)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    class_weights: bool = False
+    stain_augment: bool = False
+    patience: int = 5
+    seed: int = 0
+    verbose: int = 2
+
+
+def split_sides(labels: np.ndarray, groups: np.ndarray, config: FitConfig) -> np.ndarray:
+    """Patient-grouped stratified split (default) or the seed's image-level stratified split."""
+    from edgehisto.data.splits import image_level_split, patient_grouped_split
+
+    fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
+    if config.split == "image":
+        return image_level_split(labels, seed=config.seed, **fractions)
+    return patient_grouped_split(labels, groups, seed=config.seed, **fractions)
 
 
 def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -22,12 +58,9 @@ def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return mapping
 
 
-def predict_probabilities(model, dataset) -> np.ndarray:
-    """(N, K) class probabilities; a single-sigmoid output becomes [1 - p, p]."""
-    raw = np.asarray(model.predict(dataset, verbose=0), np.float64)
-    if raw.ndim == 2 and raw.shape[1] == 1:
-        raw = np.concatenate([1.0 - raw, raw], axis=1)
-    return raw
+def predict_probabilities(model, dataset, output: str) -> np.ndarray:
+    """(N, K) float64 class probabilities of a model with ``output`` kind ("sigmoid"/"softmax")."""
+    return class_probabilities(np.asarray(model.predict(dataset, verbose=0), np.float64), output)
 
 
 def load_sides(root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: np.ndarray,
@@ -91,7 +124,7 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
 
     weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
     history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights)
-    probabilities = predict_probabilities(model, dataset("test", False))
+    probabilities = predict_probabilities(model, dataset("test", False), run_info["output"])
     metrics = classification_metrics(arrays["test"].labels, probabilities.argmax(axis=1), class_names)
     write_metrics(metrics, run_dir, "test_metrics", f"{run_info['task']} test split")
     run_info = dict(run_info, class_weight=weights, n_params=int(model.count_params()),

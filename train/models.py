@@ -1,164 +1,67 @@
-"""Model builders and their registry.
+"""The model registry: every model ``train`` can build, with the facts train, export and the CLI read.
 
-Every layer has a deterministic name, so a Grad-CAM target is just a string, and every model
-ends in a linear layer named ``logits`` followed by its output activation named
-``probabilities``: Grad-CAM differentiates the pre-activation class score (``logits``).
+Adding a model is one builder function in ``train/architectures.py`` and one entry in ``MODELS``.
+Training writes an entry's output kind and Grad-CAM layer into ``run.json``, which export reads;
+the ``train`` commands offer the registered names as their choices. This module imports no Keras,
+so listing the choices never loads TensorFlow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import keras
-from keras import layers, regularizers
+from edgehisto.data.datasets.idc import TILE_SIZE as IDC_TILE_SIZE
+from edgehisto.errors import UnknownModel
 
-L2 = 1e-4
-# Keras' default BatchNormalization momentum (0.99) lets the moving statistics lag the weights
-# for hundreds of steps; on datasets of a few thousand tiles (tens of steps per epoch) the
-# inference-mode output then collapses to a constant (measured: val accuracy stuck at the
-# majority rate for 8 epochs on 550 synthetic tiles, vs 0.69 with 0.9). Parameter count unchanged.
-BN_MOMENTUM = 0.9
+DEFAULT_INPUT_SIZE = 128  # the seed's model input side (IDC tiles upsampled, BreaKHis images downsampled)
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What export and the runtime need to know about a builder's model."""
+class ModelSpec:
+    """What train, export and the CLI need to know about a registered model."""
 
-    task: str
-    output: str  # "sigmoid" (one logit, two classes) or "softmax"
-    gradcam_layer: str
-
-
-def _conv_block(x, filters: int, index: int, separable: bool = False):
-    """Conv (or separable conv) -> BN -> ReLU -> 2x2 max-pool, named like the seed's Keras model."""
-    suffix = "" if index == 0 else f"_{index}"
-    if separable:
-        x = layers.SeparableConv2D(
-            filters, 3, padding="same", name="separable_conv2d",
-            depthwise_regularizer=regularizers.l2(L2), pointwise_regularizer=regularizers.l2(L2),
-        )(x)
-    else:
-        x = layers.Conv2D(
-            filters, 3, padding="same", name=f"conv2d{suffix}",
-            kernel_regularizer=regularizers.l2(L2),
-        )(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"batch_normalization{suffix}")(x)
-    x = layers.Activation("relu", name=f"re_lu{suffix}")(x)
-    return layers.MaxPooling2D(2, name=f"max_pooling2d{suffix}")(x)
+    builder: str  # name of its builder function in ``edgehisto.train.architectures``
+    task: str  # the ``data.tasks`` task it is trained on
+    arch: str  # how the task's stages use it: "single", "hierarchy" (one model per stage), "multitask"
+    output: str  # "sigmoid" (one logit, two classes) or "softmax" (see ``bundle.outputs``)
+    gradcam_layer: str  # the layer whose activations Grad-CAM weighs (the exported backbone's output)
+    default_input_size: int = DEFAULT_INPUT_SIZE
+    native_size: int | None = None  # side of the dataset's tiles; None: whole images are resized
 
 
-def _dense_block(x, units: int, index: int, dropout: float | None):
-    """Dense -> BN -> ReLU (-> Dropout), the seed's classifier head block."""
-    x = layers.Dense(units, name=f"dense_{index}", kernel_regularizer=regularizers.l2(L2))(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"batch_normalization_{4 + index}")(x)
-    x = layers.Activation("relu", name=f"re_lu_{4 + index}")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
-    return x
-
-
-def build_idc_cnn(input_size: int = 128) -> keras.Model:
-    """The seed's 27-layer IDC CNN: 171,329 parameters at 128x128x3 (any input size works).
-
-    Conv32/64/128 and SeparableConv256 blocks, GAP, Dropout, Dense128-BN-ReLU-Dropout,
-    Dense64-BN-ReLU, Dense1 (logit) and a sigmoid.
-    """
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = inputs
-    for index, filters in enumerate((32, 64, 128)):
-        x = _conv_block(x, filters, index)
-    x = _conv_block(x, 256, 3, separable=True)
-    x = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
-    x = layers.Dropout(0.5, name="dropout")(x)
-    x = _dense_block(x, 128, 0, dropout=0.5)
-    x = _dense_block(x, 64, 1, dropout=None)
-    x = layers.Dense(1, name="logits", kernel_regularizer=regularizers.l2(L2))(x)
-    outputs = layers.Activation("sigmoid", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="idc_cnn")
-
-
-@dataclass(frozen=True)
-class Builder:
-    build: Callable[..., keras.Model]
-    info: ModelInfo
-
-
-MODELS: dict[str, Builder] = {
-    "idc_cnn": Builder(build_idc_cnn, ModelInfo("idc", "sigmoid", "separable_conv2d")),
+MODELS: dict[str, ModelSpec] = {
+    "idc_cnn": ModelSpec("build_idc_cnn", "idc", "single", "sigmoid", "separable_conv2d",
+                         native_size=IDC_TILE_SIZE),
+    "densenet121": ModelSpec("build_densenet_classifier", "breakhis", "hierarchy", "softmax", "relu"),
+    "densenet121_multitask": ModelSpec("build_densenet_multitask", "breakhis", "multitask", "softmax", "relu"),
 }
 
 
-def create_model(name: str, **kwargs) -> keras.Model:
-    """Build a registered model by name; the error lists the valid names."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return MODELS[name].build(**kwargs)
+def model_spec(name: str, task: str | None = None) -> ModelSpec:
+    """The registry entry of ``name`` (a model of ``task``, if given).
 
-
-DENSENET_BLOCKS = {"densenet121": [6, 12, 24, 16]}
-KERAS_CACHE_NOTOP = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def _densenet_backbone(inputs, weights: str | None):
-    """DenseNet121 without its top, on ``inputs``; its last activation is the layer ``relu``.
-
-    ``weights``: None (from scratch), "imagenet" (the no-top file already in the local Keras
-    cache; nothing is downloaded) or a path to a weight file.
+    Raises ``UnknownModel`` (a KeyError) listing the valid names.
     """
-    base = keras.applications.DenseNet121(include_top=False, weights=None, input_tensor=inputs)
-    if weights is not None:
-        base.load_weights(str(resolve_weights(weights)))
-    for layer in base.layers:  # see BN_MOMENTUM
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = BN_MOMENTUM
-    return base.output
+    valid = model_names(task) if task else list(MODELS)
+    if name not in valid:
+        kind = f"{task} model" if task else "model"
+        raise UnknownModel(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(valid))}")
+    return MODELS[name]
 
 
-def resolve_weights(weights: str):
-    """The local file behind ``--weights``; raises FileNotFoundError with a clear message."""
-    from pathlib import Path
-
-    if weights == "imagenet":
-        cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras").expanduser()
-        path = cached / "models" / KERAS_CACHE_NOTOP
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"--weights imagenet needs {path} (no downloads here); copy the DenseNet121 no-top "
-                "weight file there or pass its path with --weights PATH")
-        return path
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} does not exist")
-    return path
+def model_names(task: str) -> list[str]:
+    """The registered models of a task, in registry order."""
+    return [name for name, spec in MODELS.items() if spec.task == task]
 
 
-def _seed_head(x, n_classes: int, prefix: str = ""):
-    """The seed's head: GAP -> Dense(64, ReLU, L2) -> BN -> Dropout(0.4) -> Dense(n) -> softmax."""
-    x = layers.GlobalAveragePooling2D(name=f"{prefix}gap")(x)
-    x = layers.Dense(64, activation="relu", kernel_regularizer=regularizers.l2(1e-3), name=f"{prefix}dense")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}head_bn")(x)
-    x = layers.Dropout(0.4, name=f"{prefix}dropout")(x)
-    x = layers.Dense(n_classes, name=f"{prefix}logits")(x)
-    return layers.Activation("softmax", name=f"{prefix}probabilities")(x)
+def arch_models(task: str) -> dict[str, str]:
+    """``arch -> model name`` of a task's models (BreaKHis: hierarchy and multitask)."""
+    return {MODELS[name].arch: name for name in model_names(task)}
 
 
-def build_densenet_classifier(n_classes: int, input_size: int = 128, weights: str | None = None) -> keras.Model:
-    """One stage of the BreaKHis hierarchy: DenseNet121 backbone + the seed's head."""
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    outputs = _seed_head(_densenet_backbone(inputs, weights), n_classes)
-    return keras.Model(inputs, outputs, name=f"densenet121_{n_classes}class")
+def create_model(name: str, input_size: int | None = None, **kwargs):
+    """Build a registered model (``input_size`` defaults to the model's) as a Keras model."""
+    from edgehisto.train import architectures
 
-
-def build_densenet_multitask(input_size: int = 128, weights: str | None = None,
-                             heads: dict[str, int] | None = None) -> keras.Model:
-    """One shared DenseNet121 backbone with a seed head per stage (binary, benign, malignant)."""
-    heads = heads or {"binary": 2, "benign_subtype": 4, "malignant_subtype": 4}
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    features = _densenet_backbone(inputs, weights)
-    outputs = {f"{name}_probabilities": _seed_head(features, n, prefix=f"{name}_") for name, n in heads.items()}
-    return keras.Model(inputs, outputs, name="densenet121_multitask")
-
-
-MODELS["densenet121"] = Builder(build_densenet_classifier, ModelInfo("breakhis", "softmax", "relu"))
-MODELS["densenet121_multitask"] = Builder(build_densenet_multitask, ModelInfo("breakhis", "softmax", "relu"))
+    spec = model_spec(name)
+    return getattr(architectures, spec.builder)(input_size=input_size or spec.default_input_size, **kwargs)
