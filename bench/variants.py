@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from edgehisto.bundle.manifest import Bundle, StageSpec
+from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.runtime.classifier import Classifier
 
 VARIANTS = ("keras_fp32", "onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
@@ -80,8 +81,7 @@ class KerasVariant:
         self.model = keras.Model(full.input, full.get_layer(self.probabilities_layer).output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self.model.predict(x, verbose=0), np.float64)
-        return np.concatenate([1.0 - raw, raw], axis=1) if self.output == "sigmoid" else raw
+        return class_probabilities(np.asarray(self.model.predict(x, verbose=0), np.float64), self.output)
 
     def files(self) -> list[Path]:
         return [self.path]

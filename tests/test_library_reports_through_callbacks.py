@@ -8,8 +8,7 @@ from pathlib import Path
 import edgehisto
 
 PACKAGE = Path(edgehisto.__file__).resolve().parent
-# bench/ is being moved to progress callbacks separately.
-SKIPPED = ("tests", "bench", ".venv", "build", "runs", "reports")
+SKIPPED = ("tests", "benchmarks", ".venv", "build", "runs", ".cache")
 
 
 def library_sources() -> list[Path]:
