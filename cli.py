@@ -35,9 +35,11 @@ class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted, without importing any command module."""
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import and return one command, or None for an unknown name."""
         target = COMMANDS.get(name)
         if target is None:
             return None

@@ -60,15 +60,18 @@ class ClassifyPath:
         self.output, self.nchw = output, nchw
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of a preprocessed batch."""
         if self.nchw:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return self.run_prepared(x)
 
     def run_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of a batch already in this variant's input layout."""
         acts = self.backbone.run(None, {"image": x})[0]
         return probabilities(self.head.run(["probabilities"], {"activations": acts})[0], self.output)
 
     def predict(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
+        """Probabilities of a large batch, run in chunks of ``batch``."""
         return np.concatenate([self(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 

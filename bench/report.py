@@ -18,7 +18,8 @@ def markdown(report: dict) -> str:
              f"{machine['platform']}; Python {machine['python']}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + ".", ""]
     for bundle in report["bundles"]:
-        lines += [f"## {bundle['bundle']} ({bundle['task']}, {bundle['n_tiles']} labelled tiles from {bundle['data']})", ""]
+        lines += [f"## {bundle['bundle']} ({bundle['task']}, {bundle['n_tiles']} labelled tiles "
+                  f"from {bundle['data']})", ""]
         for stage, rows in bundle["stages"].items():
             lines += [f"### stage `{stage}` (batch 1 latency in ms: median / p95)", "",
                       "| variant | size MB | accuracy | balanced acc | macro-F1 | agreement w/ Keras | "
@@ -36,7 +37,8 @@ def markdown(report: dict) -> str:
             lines.append("")
         if "routed" in bundle:
             lines += ["### routed end to end (batch 1)", "",
-                      "| variant | accuracy (8-class) | agreement w/ Keras | latency ms median / p95 |", "|---|---|---|---|"]
+                      "| variant | accuracy (8-class) | agreement w/ Keras | latency ms median / p95 |",
+                      "|---|---|---|---|"]
             for kind, r in bundle["routed"].items():
                 lat = r["latency_all_threads"]
                 lines.append(f"| {kind} | {_fmt(r['accuracy'], 4)} | {_fmt(r['agreement_with_keras'], 4)} | "

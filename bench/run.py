@@ -42,6 +42,7 @@ def no_progress(_line: str) -> None:
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What one bench run measures and how much."""
     repeats: int = 50
     batch: int = 32
     limit: int = 512

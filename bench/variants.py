@@ -20,26 +20,33 @@ VARIANTS = ("keras_fp32", "onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8"
 
 
 class Variant(Protocol):
+    """One benchmarked form of a stage: predicts probabilities and names its files."""
     name: str
 
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities of a preprocessed batch."""
 
-    def files(self) -> list[Path]: ...
+    def files(self) -> list[Path]:
+        """The files this variant loads (for its size on disk)."""
 
 
 @dataclass
 class OnnxVariant:
+    """A bundle stage run by the edgehisto runtime (onnxruntime) at one precision."""
     name: str
     classifier: Classifier
     stage: StageSpec
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities from the runtime's backbone and head."""
         return self.classifier.head(self.classifier.activations(x, self.stage), self.stage)[1]
 
     def gradcam(self, x: np.ndarray) -> np.ndarray:
+        """Grad-CAM maps of the predicted class, as classify computes them."""
         return self.classifier.gradcam(x, self.stage.name)
 
     def files(self) -> list[Path]:
+        """The backbone, head and gradient files of this precision."""
         bundle = self.classifier.bundle
         names = [self.stage.backbone(self.classifier.precision), self.stage.files["head"]]
         return [bundle.file(n) for n in names]
@@ -47,6 +54,7 @@ class OnnxVariant:
 
 @dataclass
 class TFLiteVariant:
+    """A stage's TFLite file run by LiteRT."""
     name: str
     path: Path
     output: str
@@ -59,16 +67,19 @@ class TFLiteVariant:
         self.model = LiteRTModel(self.path, threads=self.threads, output=self.output_name)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities from LiteRT."""
         from edgehisto.runtime.litert import probabilities
 
         return probabilities(self.model.predict(x), self.output)
 
     def files(self) -> list[Path]:
+        """The TFLite file."""
         return [self.path]
 
 
 @dataclass
 class KerasVariant:
+    """The Keras reference model's ``predict`` (the baseline every ratio is against)."""
     name: str
     path: Path
     output: str
@@ -81,9 +92,11 @@ class KerasVariant:
         self.model = keras.Model(full.input, full.get_layer(self.probabilities_layer).output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities from Keras ``predict``."""
         return class_probabilities(np.asarray(self.model.predict(x, verbose=0), np.float64), self.output)
 
     def files(self) -> list[Path]:
+        """The reference .keras file."""
         return [self.path]
 
 
@@ -95,6 +108,7 @@ def make_variant(kind: str, bundle: Bundle, stage: StageSpec, threads: int | Non
         return KerasVariant(kind, bundle.file(entry["reference_keras"]), stage.output, layer)
     engine, precision = kind.split("_")
     if engine == "onnx":
-        return OnnxVariant(kind, Classifier(bundle, precision=precision, threads=threads, allow_failed_parity=True), stage)
+        runtime = Classifier(bundle, precision=precision, threads=threads, allow_failed_parity=True)
+        return OnnxVariant(kind, runtime, stage)
     return TFLiteVariant(kind, bundle.file(stage.files[f"tflite_{precision}"]), stage.output, threads,
                          stage.tflite_output)

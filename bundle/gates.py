@@ -25,10 +25,12 @@ class Thresholds:
     gradcam_int8_min_mean_pearson: float = 0.95
 
     def to_dict(self) -> dict:
+        """The thresholds as JSON-ready data (recorded in a bundle's golden set)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Thresholds:
+        """Thresholds recorded by ``to_dict``."""
         return cls(**data)
 
 

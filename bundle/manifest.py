@@ -56,6 +56,7 @@ class StageSpec:
     gradcam_display_peak: float | None = None
 
     def backbone(self, precision: str) -> str:
+        """The backbone file of a precision (``fp32`` or ``int8``)."""
         return self.files[f"backbone_{precision}"]
 
 
@@ -68,14 +69,17 @@ class Bundle:
 
     @property
     def task(self) -> str:
+        """The task the bundle was trained for (``idc``, ``breakhis``)."""
         return self.manifest["task"]
 
     @property
     def preprocess(self) -> PreprocessSpec:
+        """The preprocessing spec, the single home of how an image becomes a tensor."""
         return PreprocessSpec.from_dict(self.manifest["preprocess"])
 
     @property
     def stages(self) -> dict[str, StageSpec]:
+        """Every stage by name, in manifest order."""
         return {
             name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]),
                             s.get("tflite_output", "output_0"), s.get("gradcam_display_peak"))
@@ -84,13 +88,16 @@ class Bundle:
 
     @property
     def entry_stage(self) -> str:
+        """The stage every tile runs first."""
         return self.manifest["entry_stage"]
 
     @property
     def routing(self) -> dict[str, dict[str, str]]:
+        """``{stage: {label: next stage}}``; empty for a single-stage model."""
         return self.manifest.get("routing", {})
 
     def file(self, relative: str) -> Path:
+        """The path of a file named relative to the bundle."""
         return self.path / relative
 
 

@@ -66,7 +66,8 @@ class PreprocessSpec:
         missing = sorted(names - {"notes"} - set(data))
         unknown = sorted(set(data) - names)
         if missing or unknown:
-            raise UnsupportedManifest(f"preprocess spec: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
+            raise UnsupportedManifest(
+                f"preprocess spec: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
         values = dict(data)
         for key in ("input_size", "mean", "std", "pad_to"):
             if values.get(key) is not None:

@@ -24,6 +24,7 @@ class LabelledTiles:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """How a task's dataset is read and how a tile label becomes per-stage labels."""
     name: str
     stages: dict[str, tuple[str, ...]]  # stage -> class names
     routing: dict[str, dict[str, str]]

@@ -63,6 +63,7 @@ class TileOutcome:
 
     @property
     def correct(self) -> bool:
+        """Whether the prediction matches the true label."""
         return self.true == self.predicted
 
 

@@ -20,7 +20,8 @@ def calibration_tiles(
     data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
 ) -> np.ndarray:
     """Resized uint8 RGB tiles (count, h, w, 3): a seeded random draw from ``relpaths``."""
-    return np.stack([load_resized(Path(data_root) / relpath, spec) for relpath in calibration_draw(relpaths, count, seed)])
+    drawn = calibration_draw(relpaths, count, seed)
+    return np.stack([load_resized(Path(data_root) / relpath, spec) for relpath in drawn])
 
 
 def calibration_draw(relpaths: list[str], count: int, seed: int) -> list[str]:
@@ -46,9 +47,11 @@ class ImageCalibrationReader(CalibrationDataReader):
         self.rewind()
 
     def get_next(self) -> dict | None:
+        """The next batch as ``{input name: array}``, or None when the images are exhausted."""
         return next(self._iterator, None)
 
     def rewind(self) -> None:
+        """Start again from the first image."""
         self._iterator = (
             {self._input: self._images[i:i + self._batch]}
             for i in range(0, len(self._images), self._batch)

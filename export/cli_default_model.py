@@ -14,6 +14,7 @@ class RunBundle(click.ParamType):
     name = "RUN:BUNDLE"
 
     def convert(self, value, param, ctx) -> tuple[Path, Path]:
+        """Split ``RUN_DIR:BUNDLE_DIR`` into two existing directories."""
         if isinstance(value, tuple):
             return value
         run, colon, bundle = str(value).partition(":")

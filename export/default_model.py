@@ -151,7 +151,8 @@ def reexport(data_dir: Path, work_dir: Path, dest: Path = MODELS_DIR / DEFAULT_M
     row = compare([(run_dir, bundle_dir)], data_dir)[0]
     row["name"] = next((r["name"] for r in old_rows if f"{row['name'].split(' ')[0]} " in r["name"]), row["name"])
     # Other candidates were not re-exported: their numbers (latency included) are from another run.
-    others = [{**r, "name": r["name"] if "(not re-exported" in r["name"] else f"{r['name']} (not re-exported; earlier run)"}
+    note = " (not re-exported; earlier run)"
+    others = [{**r, "name": r["name"] if note in r["name"] else r["name"] + note}
               for r in old_rows if r["name"] != row["name"]]
     return _install_bundle(bundle_dir, run_dir, data_dir, [row, *others], dest, log)
 

@@ -23,10 +23,7 @@ def tf_gradcam(model: keras.Model, layer: str, output: str, x: np.ndarray,
         classes = tf.constant(np.asarray(class_indices[start:start + batch_size]), tf.int32)
         with tf.GradientTape() as tape:
             activations, logits = probe(batch, training=False)
-            if output == "sigmoid":
-                score = logits[:, 0]
-            else:
-                score = tf.gather(logits, classes, batch_dims=1)
+            score = logits[:, 0] if output == "sigmoid" else tf.gather(logits, classes, batch_dims=1)
         # Rows are independent at inference (BatchNorm uses moving statistics), so the
         # gradient of the summed scores gives each row's own gradient.
         grads = tape.gradient(score, activations)

@@ -110,7 +110,8 @@ def _row(name: str, m: dict) -> str:
     cm = m["confusion_matrix"]
     auc = "—" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
     return (f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['sensitivity']:.3f} | "
-            f"{m['specificity']:.3f} | {m['f1']:.3f} | {auc} | TN {cm[0][0]}, FP {cm[0][1]}, FN {cm[1][0]}, TP {cm[1][1]} |")
+            f"{m['specificity']:.3f} | {m['f1']:.3f} | {auc} | "
+            f"TN {cm[0][0]}, FP {cm[0][1]}, FN {cm[1][0]}, TP {cm[1][1]} |")
 
 
 def describe_preprocess(spec: dict) -> str:
@@ -143,7 +144,8 @@ def render(card: dict) -> str:
         "class 1: 2,555. Negatives come from only 5 patients.",
         f"- Patient-held-out split ({split['method']}, key `{split['key']}`, seed {split['seed']}): "
         + "; ".join(f"{side}: patients {', '.join(split['groups'][side])} "
-                    f"(class 0: {split['class_counts'][side].get('0', 0)}, class 1: {split['class_counts'][side].get('1', 0)})"
+                    f"(class 0: {split['class_counts'][side].get('0', 0)}, "
+                    f"class 1: {split['class_counts'][side].get('1', 0)})"
                     for side in ("train", "val", "test")) + ".", "",
         "## Preprocessing (from the bundle manifest)",
         describe_preprocess(card["preprocess"]), "",
@@ -182,7 +184,8 @@ def render(card: dict) -> str:
         f"{tuned['test_int8_at_threshold']['sensitivity']:.3f}. The runtime uses 0.5; ROC AUC is given as the "
         "threshold-free measure.", "",
         "## Input-size comparison (the choice of default)", "",
-        "| candidate | val balanced acc (int8) | test balanced acc (int8) | test recall (int8) | int8 latency ms (batch 1) |",
+        "| candidate | val balanced acc (int8) | test balanced acc (int8) | test recall (int8) "
+        "| int8 latency ms (batch 1) |",
         "|---|---|---|---|---|",
     ]
     lines += [f"| {c['name']} | {c['val_balanced_accuracy']:.3f} | {c['test_balanced_accuracy']:.3f} | "

@@ -138,8 +138,8 @@ def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, re
     """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
     from edgehisto.runtime.litert import LiteRTModel, probabilities
 
-    probs = {p: probabilities(LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output).predict(x), stage.output)
-             for p in PRECISIONS}
+    models = {p: LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output) for p in PRECISIONS}
+    probs = {p: probabilities(model.predict(x), stage.output) for p, model in models.items()}
     report.gate(stage.name, "tflite_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                 thresholds.fp32_max_abs_diff, "<=")
     top1 = probs["int8"].argmax(1)

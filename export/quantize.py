@@ -37,6 +37,7 @@ class QuantizationChoice:
     calibration_images: int = 0
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready data (recorded in the manifest)."""
         return asdict(self)
 
 

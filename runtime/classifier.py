@@ -46,6 +46,7 @@ class TileResult:
 
     @property
     def ok(self) -> bool:
+        """True when the tile was classified (no error)."""
         return self.error is None
 
     def to_record(self) -> dict:

@@ -31,6 +31,7 @@ class SessionSettings:
     spin: str = "0"  # "1": idle intra-op workers spin
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready data."""
         return asdict(self)
 
 

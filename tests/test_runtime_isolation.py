@@ -196,5 +196,6 @@ def test_no_runtime_source_file_imports_training_or_export_modules():
     sources = sorted(RUNTIME_DIR.rglob("*.py"))
     assert RUNTIME_DIR / "classifier.py" in sources
     offences = [f"{path.relative_to(RUNTIME_DIR.parent)}:{line}: imports {module}"
-                for path in sources for line, module in imported_modules(path, _package_of(path)) if is_forbidden(module)]
+                for path in sources for line, module in imported_modules(path, _package_of(path))
+                if is_forbidden(module)]
     assert offences == [], "\n".join(offences)

@@ -118,7 +118,8 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
 
     def dataset(side, augment):
         y = arrays[side].labels
-        y = y.astype(np.float32)[:, None] if run_info["output"] == "sigmoid" else keras.utils.to_categorical(y, len(class_names))
+        sigmoid = run_info["output"] == "sigmoid"
+        y = y.astype(np.float32)[:, None] if sigmoid else keras.utils.to_categorical(y, len(class_names))
         return make_dataset(arrays[side], y, spec, batch_size=config.batch_size, augment=augment,
                             seed=config.seed, stain=augment and config.stain_augment)
 
