@@ -35,13 +35,14 @@ from typing import Literal
 
 import numpy as np
 
-from edgehisto.data.datasets.idc import (
+from edgehisto.data.datasets.files import (
     FileProblem,
-    _attach_masks,
-    _image_size,
-    _is_metadata,
-    _quiet_opencv,
-    _walk_files,
+    attach_masks,
+    image_size,
+    is_metadata,
+    png_size,
+    quiet_opencv,
+    walk_files,
 )
 from edgehisto.errors import DatasetLayoutError
 
@@ -76,8 +77,6 @@ _GROUP_SUBTYPES = {"B": BENIGN_SUBTYPES, "M": MALIGNANT_SUBTYPES}
 # where the `breast` folder may sit below the root the user gives
 _BREAST_UNDER = ("", "breast", "histology_slides/breast", "BreaKHis_v1/histology_slides/breast")
 # an intact PNG: signature, then IHDR first; and the IEND chunk last
-_PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
-_PNG_TAIL = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 Progress = Callable[[int, int], None]
 
@@ -294,7 +293,7 @@ def scan_breakhis(
     candidates: list[tuple[Path, re.Match]] = []
     masks: dict[Path, Path] = {}
     kept = set(MAGNIFICATIONS if magnifications is None else magnifications)
-    for path in _walk_files(breast):
+    for path in walk_files(breast):
         match = _classify_file(breast, path, dataset.problems)
         if match is None or int(match["mag"]) not in kept:
             continue
@@ -302,14 +301,14 @@ def scan_breakhis(
             masks[path.with_name(path.name[: -len("_mask.png")] + ".png")] = path
         else:
             candidates.append((path, match))
-    with _quiet_opencv():  # bad files become FileProblems; OpenCV's own log adds only noise
+    with quiet_opencv():  # bad files become FileProblems; OpenCV's own log adds only noise
         for done, (path, match) in enumerate(candidates, start=1):
             tile = _read_tile(root, path, match, read_sizes, dataset.problems)
             if tile is not None:
                 dataset.tiles.append(tile)
             if progress is not None:
                 progress(done, len(candidates))
-    _attach_masks(dataset, masks)
+    attach_masks(dataset, masks)
     dataset.problems.sort(key=lambda problem: problem.path)
     if not dataset.tiles:
         raise DatasetLayoutError(
@@ -321,7 +320,7 @@ def scan_breakhis(
 
 def _classify_file(breast: Path, path: Path, problems: list[FileProblem]) -> re.Match | None:
     """Return the name match of a well-placed tile or mask; a bad one becomes a problem."""
-    if _is_metadata(path):
+    if is_metadata(path):
         return None
     match = _TILE_RE.match(path.name)
     if path.suffix.lower() != ".png":
@@ -372,23 +371,6 @@ def _placement_problem(breast: Path, path: Path, match: re.Match) -> str | None:
     return None
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from an intact-looking PNG's IHDR, or None if head or tail look wrong.
-
-    Reading 24 bytes from each end instead of decoding keeps a full scan of the 7,909 images
-    near a second; a truncated download loses its IEND trailer and is caught here.
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(24)
-        if len(head) < 24 or not head.startswith(_PNG_HEAD):
-            return None
-        handle.seek(-len(_PNG_TAIL), 2)
-        if handle.read() != _PNG_TAIL:
-            return None
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return (width, height) if width and height else None
-
-
 def _read_tile(
     root: Path, path: Path, match: re.Match, read_sizes: bool, problems: list[FileProblem]
 ) -> BreakhisTile | None:
@@ -397,7 +379,7 @@ def _read_tile(
     if read_sizes:
         try:
             # anything unusual gets a full decode, which also names what is wrong
-            size = _png_size(path) or _image_size(path)
+            size = png_size(path) or image_size(path)
         except OSError as error:
             size = f"unreadable image: {error.strerror or error}"
         if isinstance(size, str):

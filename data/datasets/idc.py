@@ -12,16 +12,14 @@ becomes a ``FileProblem`` (one line, with the values involved) and is left out.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edgehisto.data.datasets.files import FileProblem, attach_masks, image_size, is_metadata, quiet_opencv, walk_files
 from edgehisto.errors import DatasetLayoutError
 
 TILE_SIZE = 50
@@ -31,9 +29,6 @@ _TILE_RE = re.compile(
     r"^(?P<patient>[A-Za-z0-9-]+)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])"
     r"(?P<mask>_mask)?\.png$"
 )
-# Files that are obviously not tiles: documentation and metadata next to the data.
-_METADATA_SUFFIXES = {".md", ".txt", ".csv", ".json", ".yaml", ".yml", ".rst"}
-_METADATA_NAMES = {"thumbs.db", "desktop.ini", "license", "readme"}
 
 Progress = Callable[[int, int], None]
 
@@ -56,14 +51,6 @@ class IdcTile:
     def undersized(self) -> bool:
         """True for slide-edge patches smaller than 50 pixels on either side."""
         return self.width < TILE_SIZE or self.height < TILE_SIZE
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    """A file that looks like data but was left out, with a one-line reason."""
-
-    path: Path
-    reason: str
 
 
 @dataclass
@@ -131,16 +118,16 @@ def scan_idc(root: Path, *, progress: Progress | None = None) -> IdcDataset:
     dataset = IdcDataset(root=root)
     candidates: list[tuple[Path, re.Match]] = []
     masks: dict[Path, Path] = {}
-    for path in _walk_files(root):
+    for path in walk_files(root):
         _classify_file(root, path, candidates, masks, dataset.problems)
-    with _quiet_opencv():  # bad files become FileProblems; OpenCV's own log adds only noise
+    with quiet_opencv():  # bad files become FileProblems; OpenCV's own log adds only noise
         for done, (path, match) in enumerate(candidates, start=1):
             tile = _read_tile(root, path, match, dataset.problems)
             if tile is not None:
                 dataset.tiles.append(tile)
             if progress is not None:
                 progress(done, len(candidates))
-    _attach_masks(dataset, masks)
+    attach_masks(dataset, masks)
     dataset.problems.sort(key=lambda problem: problem.path)
     if not dataset.tiles:
         raise DatasetLayoutError(
@@ -163,20 +150,6 @@ def looks_like_idc(root: Path) -> bool:
     return False
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Yield every non-hidden file under root, directories and files in sorted order."""
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(directory) / name
-
-
-def _is_metadata(path: Path) -> bool:
-    """True for documentation/metadata files that are obviously not tiles."""
-    return path.suffix.lower() in _METADATA_SUFFIXES or path.name.lower() in _METADATA_NAMES
-
-
 def _classify_file(
     root: Path,
     path: Path,
@@ -185,7 +158,7 @@ def _classify_file(
     problems: list[FileProblem],
 ) -> None:
     """Sort one file into candidate tile, mask, silently ignored metadata, or problem."""
-    if _is_metadata(path):
+    if is_metadata(path):
         return
     match = _TILE_RE.match(path.name)
     if path.suffix.lower() != ".png":
@@ -216,37 +189,11 @@ def _placement_problem(root: Path, path: Path, match: re.Match) -> str | None:
     return None
 
 
-@contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's stderr log inside the block, restoring the previous level after."""
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(previous)
-
-
-def _image_size(path: Path) -> tuple[int, int] | str:
-    """Return (width, height) of a decodable image, or a one-line reason it is unreadable."""
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        return "unreadable image: empty file (0 bytes)"
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        image = None
-    if image is None:
-        return f"unreadable image: OpenCV cannot decode it ({data.size} bytes)"
-    height, width = image.shape[:2]
-    return width, height
-
-
 def _read_tile(
     root: Path, path: Path, match: re.Match, problems: list[FileProblem]
 ) -> IdcTile | None:
     """Decode one candidate tile's size; an unreadable file becomes a problem."""
-    size = _image_size(path)
+    size = image_size(path)
     if isinstance(size, str):
         problems.append(FileProblem(path, size))
         return None
@@ -260,17 +207,3 @@ def _read_tile(
         width=size[0],
         height=size[1],
     )
-
-
-def _attach_masks(dataset: IdcDataset, masks: dict[Path, Path]) -> None:
-    """Attach each mask to the tile it names; a mask without a usable tile is a problem."""
-    if not masks:
-        return
-    for index, tile in enumerate(dataset.tiles):
-        mask = masks.pop(tile.path, None)
-        if mask is not None:
-            dataset.tiles[index] = replace(tile, mask_path=mask)
-    for tile_path, mask in sorted(masks.items()):
-        dataset.problems.append(
-            FileProblem(mask, f"mask without a usable tile (expected {tile_path.name})")
-        )
