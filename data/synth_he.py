@@ -11,10 +11,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgehisto.data.synth_idc import _EOSIN, _HAEMATOXYLIN, _points_in
-
 _SHIFT = 4  # OpenCV fixed-point bits: sub-pixel outlines keep small nuclei round
 _ONE = 1 << _SHIFT
+# Optical densities of the two stains (RGB absorbance directions), before per-image jitter.
+HAEMATOXYLIN = np.array([0.58, 0.73, 0.37])
+EOSIN = np.array([0.15, 0.84, 0.52])
 _OUTLINE = np.linspace(0, 2 * np.pi, 14, endpoint=False)
 
 
@@ -22,7 +23,9 @@ def points_in(rng: np.random.Generator, region: np.ndarray, count: int) -> np.nd
     """Uniform random (x, y) points inside a boolean region; none if it is empty."""
     if count <= 0 or not region.any():
         return np.zeros((0, 2))
-    return _points_in(rng, region, count)
+    ys, xs = np.nonzero(region)
+    picks = rng.integers(0, xs.size, count)
+    return np.stack([xs[picks], ys[picks]], 1) + rng.uniform(0, 1, (count, 2))
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], feature: float) -> np.ndarray:
@@ -282,7 +285,7 @@ def render_rgb(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
     folded into one 3x3 matrix so the canvas passes through a single ``cv2.transform``.
     Everything runs at canvas size; only the final uint8 image is enlarged.
     """
-    vectors = [np.abs(v + rng.normal(0, 0.07, 3)) for v in (_HAEMATOXYLIN, _EOSIN)]
+    vectors = [np.abs(v + rng.normal(0, 0.07, 3)) for v in (HAEMATOXYLIN, EOSIN)]
     strength = rng.uniform(0.65, 1.4), rng.uniform(0.6, 1.4)
     fade = rng.uniform(0.0, 0.25)  # thin or faded sections drift towards grey
     mix = (1 - fade) * np.eye(3) + fade / 3

@@ -16,12 +16,11 @@ import cv2
 import numpy as np
 
 from edgehisto.data.datasets.idc import TILE_SIZE
+from edgehisto.data.synth_he import EOSIN, HAEMATOXYLIN, points_in
 from edgehisto.errors import DatasetLayoutError
 
 # Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which
 # are redder and more purple than the textbook Ruifrok & Johnston vectors.
-_HAEMATOXYLIN = np.array([0.58, 0.73, 0.37])
-_EOSIN = np.array([0.15, 0.84, 0.52])
 # Nuclei are only 1-3 px wide at 50 px; painting at 2x and area-downsampling anti-aliases them.
 _SUPERSAMPLE = 2
 
@@ -133,13 +132,6 @@ def _draw_nuclei(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
     eosin *= np.where(layer > 0, 0.5, 1.0).astype(np.float32)
 
 
-def _points_in(rng: np.random.Generator, region: np.ndarray, count: int) -> np.ndarray:
-    """Uniform random (x, y) points inside a boolean region."""
-    ys, xs = np.nonzero(region)
-    picks = rng.integers(0, xs.size, count)
-    return np.stack([xs[picks], ys[picks]], 1) + rng.uniform(0, 1, (count, 2))
-
-
 def _blob(rng: np.random.Generator, size: int, radius: float) -> np.ndarray:
     """Irregular blob at a random spot; it may run off the tile, as tumour nests do."""
     cx, cy = rng.uniform(0.1, 0.9, 2) * size
@@ -168,7 +160,7 @@ def _nest(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
     # epithelium replaces collagen: little eosin, a purplish cytoplasm haze between nuclei
     eosin[mask] = rng.uniform(0.25, 0.5)
     haem[mask] = rng.uniform(0.45, 1.0) * darkness * 0.5
-    centres = _points_in(rng, mask, int(mask.sum() * rng.uniform(0.06, 0.1)))
+    centres = points_in(rng, mask, int(mask.sum() * rng.uniform(0.06, 0.1)))
     _draw_nuclei(rng, haem, eosin, centres, nuclei, irregularity,
                  (0.6 * darkness, 1.1 * darkness), 1 + irregularity)
     return mask
@@ -194,13 +186,13 @@ def _duct(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None
     haem[wall] = rng.uniform(0.1, 0.2)
     eosin[lumen] *= 0.05
     haem[lumen] *= 0.1
-    centres = _points_in(rng, wall, int(wall.sum() * rng.uniform(0.05, 0.09)))
+    centres = points_in(rng, wall, int(wall.sum() * rng.uniform(0.05, 0.09)))
     _draw_nuclei(rng, haem, eosin, centres, (1.3, 2.0), 0.08, (0.7, 1.1))
 
 
 def _to_rgb(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> np.ndarray:
     """Beer-Lambert rendering of both stains with per-tile hue, saturation, intensity jitter."""
-    vectors = [np.abs(v + rng.normal(0, 0.07, 3)) for v in (_HAEMATOXYLIN, _EOSIN)]
+    vectors = [np.abs(v + rng.normal(0, 0.07, 3)) for v in (HAEMATOXYLIN, EOSIN)]
     h_vector, e_vector = (v / np.linalg.norm(v) for v in vectors)
     density = (haem[..., None] * rng.uniform(0.65, 1.4) * h_vector
                + eosin[..., None] * rng.uniform(0.6, 1.4) * e_vector
