@@ -15,10 +15,12 @@ import numpy as np
 import onnxruntime as ort
 
 from edgehisto.bundle import tensors
+from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
-from edgehisto.bundle.preprocess import load_resized, normalize, resize_tile
+from edgehisto.bundle.preprocess import normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
+from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, read_tile_file
 
 
 @dataclass
@@ -165,19 +167,23 @@ class Classifier:
         return results
 
     def classify_paths(self, paths: Iterable[str | Path], gradcam: bool = False,
-                       batch_size: int = 32) -> list[TileResult]:
-        """Classify image files in batches; a bad file gets an ``error``, the rest carry on."""
+                       batch_size: int = 32, max_file_bytes: int = MAX_TILE_FILE_BYTES) -> list[TileResult]:
+        """Classify image files in batches; a bad file gets an ``error``, the rest carry on.
+
+        Only regular files of at most ``max_file_bytes`` are read (checked with ``stat``
+        first); results come back in the order of ``paths``.
+        """
         results = []
         for chunk in _chunks(list(paths), batch_size):
             loaded, batch = [], []
             for path in chunk:
                 result = TileResult(path=str(path), warning=self.warning)
                 try:
-                    result.image = load_resized(path, self.spec)
+                    result.image = self._load_tile(path, max_file_bytes)
                 except EdgehistoError as error:
                     result.error = str(error)
                 except OSError as error:
-                    result.error = f"cannot read file: {error.strerror or error}"
+                    result.error = f"cannot read file: {describe_os_error(error, path)}"
                 else:
                     loaded.append(result)
                 batch.append(result)
@@ -186,6 +192,12 @@ class Classifier:
                 self._run(x, loaded, gradcam)
             results.extend(batch)
         return results
+
+    def _load_tile(self, path: str | Path, max_file_bytes: int) -> np.ndarray:
+        """Read, decode, pad and resize one tile file into uint8 model input."""
+        rgb = decode_rgb(read_tile_file(path, max_file_bytes), max_pixels=self.spec.max_pixels,
+                         min_side=self.spec.min_side)
+        return resize_tile(rgb, self.spec)
 
     def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
         """Run the entry stage, then each routed stage on the rows routed to it."""

@@ -22,12 +22,16 @@ import click
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads.")
 @click.option("--allow-failed-parity", is_flag=True,
               help="Use a bundle that failed (or never ran) its parity gates; every record says so.")
+@click.option("--max-file-mb", default=64.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Refuse tile files larger than this many MB (2^20 bytes), checked before reading.")
 def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gradcam_dir: Path | None,
-             fmt: str, batch_size: int, threads: int | None, allow_failed_parity: bool) -> None:
+             fmt: str, batch_size: int, threads: int | None, allow_failed_parity: bool,
+             max_file_mb: float) -> None:
     """Classify image files, directories or glob patterns (CPU, onnxruntime).
 
-    Exit code 0 if every tile was classified, 1 if any failed (each failure is a record with
-    an ``error``), 2 for usage errors or an unusable bundle.
+    Records come in the order of the arguments. Exit code 0 if every tile was classified, 1 if
+    any failed (each failure is a record with an ``error``), 2 for usage errors or an unusable
+    bundle.
     """
     from edgehisto.runtime.classifier import Classifier, TileResult
     from edgehisto.runtime.inputs import expand_inputs
@@ -37,9 +41,12 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             allow_failed_parity=allow_failed_parity)
     if classifier.warning:
         click.echo(f"warning: {classifier.warning}", err=True)
-    files, unmatched = expand_inputs(list(paths))
-    results = classifier.classify_paths(files, gradcam=gradcam_dir is not None, batch_size=batch_size)
-    results += [TileResult(path=argument, error=reason) for argument, reason in unmatched]
+    inputs = expand_inputs(list(paths))
+    classified = iter(classifier.classify_paths(
+        [item.path for item in inputs if item.error is None], gradcam=gradcam_dir is not None,
+        batch_size=batch_size, max_file_bytes=int(max_file_mb * 2**20)))
+    results = [next(classified) if item.error is None else TileResult(path=item.path, error=item.error)
+               for item in inputs]
     if gradcam_dir is not None:
         from edgehisto.runtime.outputs import write_gradcam_files
 

@@ -9,12 +9,14 @@ and an address-space limit where it was a runaway allocation.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,13 +26,99 @@ from hypothesis import strategies as st
 
 from edgehisto.bundle.images import decode_rgb, read_image_header
 from edgehisto.errors import InvalidImage
+from edgehisto.runtime.inputs import TileInput, expand_inputs, read_tile_file
 
+CONSOLE_SCRIPT = Path(sys.executable).with_name("edgehisto")
 LIMITS = {"max_pixels": 40_000_000, "min_side": 8}
 ADDRESS_SPACE = 4 * 2**30  # far above what classify needs; far below what a runaway read takes
 
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+def edgehisto(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed console script; a hang fails the test instead of stalling the suite."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, preexec_fn=_limit_memory)
+
+
+def classify_json(*args: str | Path, cwd: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    done = edgehisto("classify", *args, "--format", "json", cwd=cwd)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done, json.loads(done.stdout)
+
+
+def _tile(path: Path, seed: int = 0, size: int = 50) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), pixels)
+    return path
+
+
+@pytest.fixture
+def four_tiles(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiles"
+    for i in range(4):
+        _tile(folder / "sub" / f"t{i}.png", seed=i)
+    return folder
+
+
+# -- 1. only regular files are read ------------------------------------------------------------
+def test_a_fifo_named_found_in_a_directory_or_by_a_glob_never_blocks(tmp_path, good_tile):
+    os.mkfifo(tmp_path / "named.png")
+    (tmp_path / "walked").mkdir()
+    os.mkfifo(tmp_path / "walked" / "inside.png")
+    done, records = classify_json(good_tile, "named.png", "walked", "walked/*.png", cwd=tmp_path)
+    assert done.returncode == 1
+    assert [r["path"] for r in records] == [str(good_tile), "named.png", "walked/inside.png"]
+    assert "label" in records[0]
+    for record in records[1:]:
+        assert record["error"] == "a FIFO (named pipe), not a regular file; only regular files are read"
+
+
+def test_devices_get_a_one_line_error_and_are_never_read(tmp_path, good_tile):
+    done, records = classify_json("/dev/zero", "/dev/null", good_tile, cwd=tmp_path)
+    assert done.returncode == 1
+    assert records[0] == {"path": "/dev/zero", "error": "a character device, not a regular file; only regular files are read"}
+    assert records[1]["error"].startswith("a character device")
+    assert "label" in records[2]
+
+
+def test_inspect_refuses_a_data_directory_holding_a_fifo_instead_of_blocking(tmp_path):
+    root = tmp_path / "idc"
+    _tile(root / "10001" / "0" / "10001_idx5_x1_y1_class0.png")
+    os.mkfifo(root / "10001" / "0" / "10001_idx5_x51_y1_class0.png")
+    done = edgehisto("inspect", root, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {root} holds 1 entries that are not regular files and would not be read "
+        "(10001/0/10001_idx5_x51_y1_class0.png (FIFO)); move them out of the data directory"]
+
+
+# -- 2. the file size is capped before reading -------------------------------------------------
+def test_a_sparse_gigabyte_file_is_refused_from_its_size_without_reading_it(tmp_path, good_tile):
+    with open(tmp_path / "sparse.png", "wb") as handle:
+        handle.truncate(2**30)
+    done, records = classify_json("sparse.png", good_tile, cwd=tmp_path)
+    assert done.returncode == 1
+    assert records[0]["error"] == "file is 1024.0 MB, over the 64.0 MB tile file limit"
+    assert "label" in records[1]
+
+
+def test_max_file_mb_sets_the_limit(tmp_path, good_tile):
+    done, records = classify_json(good_tile, "--max-file-mb", "0.001", cwd=tmp_path)
+    assert done.returncode == 1
+    assert records[0]["error"] == f"file is {good_tile.stat().st_size} bytes, over the 1048 bytes tile file limit"
+
+
+def test_read_tile_file_checks_size_before_reading(tmp_path, monkeypatch):
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(2048))
+    monkeypatch.setattr(os, "open", lambda *a, **k: pytest.fail("opened an oversized file"))
+    with pytest.raises(InvalidImage, match="file is 2048 bytes, over the 1024 bytes tile file limit"):
+        read_tile_file(big, max_bytes=1024)
 
 
 # -- 3. the bomb guard holds whatever imported OpenCV first -------------------------------------
@@ -120,6 +208,42 @@ def test_every_format_is_refused_from_its_header_before_decoding(monkeypatch, na
         decode_rgb(data, **LIMITS)
 
 
+# -- 4. walks and globs never go round a symbolic link loop -------------------------------------
+def test_directory_walks_and_globs_enter_each_directory_once(tmp_path, four_tiles):
+    (four_tiles / "sub" / "up").symlink_to("..")
+    (four_tiles / "sub" / "self").symlink_to(".")  # two loops: a naive glob grows as 2^depth
+    for argument in ("tiles", "tiles/**/*.png", "tiles/*/*.png"):
+        done, records = classify_json(argument, cwd=tmp_path)
+        assert done.returncode == 0, (argument, done.stderr)
+        assert [r["path"] for r in records] == [f"tiles/sub/t{i}.png" for i in range(4)], argument
+
+
+# -- 5. precise error messages: links and directories ----------------------------------------
+def test_links_that_lead_nowhere_are_named_for_what_they_are(tmp_path):
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "dangling.png").symlink_to("missing.png")
+    assert expand_inputs([str(tmp_path / "loop.png"), str(tmp_path / "dangling.png"), "nowhere.png"]) == [
+        TileInput(str(tmp_path / "loop.png"), "symbolic link loop"),
+        TileInput(str(tmp_path / "dangling.png"), "dangling symbolic link (its target does not exist)"),
+        TileInput("nowhere.png", "no such file or directory"),
+    ]
+
+
+def test_an_unreadable_directory_is_not_an_empty_one(tmp_path, four_tiles, monkeypatch):
+    (four_tiles / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # chmod 000 does not stop root, so refuse the way the kernel would
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = expand_inputs([str(four_tiles / "locked"), str(four_tiles)])
+    assert items[0] == TileInput(str(four_tiles / "locked"), "cannot list directory: permission denied")
+    assert [item.error for item in items[1:]] == ["cannot list directory: permission denied"] + [None] * 4
+
+
 # -- 5. precise error messages: nothing printed by the decoders -------------------------------
 DAMAGED_PNGS = {  # each made libpng print a line on stderr; case -> its error, None: decodes
     "ancillary chunk CRC": None,
@@ -163,6 +287,17 @@ def test_a_jpeg_with_corrupt_scan_data_is_refused_quietly(capfd):
     with pytest.raises(InvalidImage, match="corrupt image data .JPEG decoder: Corrupt JPEG data"):
         decode_rgb(bytes(data), **LIMITS)
     assert capfd.readouterr().err == ""
+
+
+# -- 6. records in argument order ---------------------------------------------------------------
+def test_records_follow_the_arguments_unmatched_ones_included(tmp_path, four_tiles, good_tile):
+    done, records = classify_json("missing.png", good_tile, "tiles/*/t[23].png", "nothing/*.png",
+                                  "tiles", cwd=tmp_path)
+    assert done.returncode == 1
+    assert [(r["path"], "error" in r) for r in records] == [
+        ("missing.png", True), (str(good_tile), False), ("tiles/sub/t2.png", False),
+        ("tiles/sub/t3.png", False), ("nothing/*.png", True), ("tiles/sub/t0.png", False),
+        ("tiles/sub/t1.png", False)]
 
 
 # -- 10. a seeded fuzz of the header readers ----------------------------------------------------
