@@ -158,12 +158,14 @@ class Classifier:
         results = [TileResult(path=f"<array {i}>", image=resized[i], warning=self.warning)
                    for i in range(len(images))]
         self._run(x, results, gradcam)
+        _refuse_non_finite(results)
         return results
 
     def classify_tensor(self, x: np.ndarray, gradcam: bool = False) -> list[TileResult]:
         """Classify an already preprocessed float batch (N, h, w, 3), routing included."""
         results = [TileResult(path=f"<row {i}>", warning=self.warning) for i in range(len(x))]
         self._run(x, results, gradcam)
+        _refuse_non_finite(results)
         return results
 
     def classify_paths(self, paths: Iterable[str | Path], gradcam: bool = False,
@@ -190,6 +192,7 @@ class Classifier:
             if loaded:
                 x = normalize(np.stack([r.image for r in loaded]), self.spec)
                 self._run(x, loaded, gradcam)
+                _refuse_non_finite(loaded)
             results.extend(batch)
         return results
 
@@ -228,6 +231,18 @@ class Classifier:
                 routed = rows[predicted == index]
                 if len(routed):
                     pending.append((next_stage, routed))
+
+
+def _refuse_non_finite(results: list[TileResult]) -> None:
+    """Turn a tile whose probabilities or Grad-CAM hold NaN or inf into an error, never a label."""
+    for result in results:
+        for stage in result.stages:
+            finite = np.isfinite(list(stage.probabilities.values())).all()
+            if not finite or (stage.cam is not None and not np.isfinite(stage.cam).all()):
+                what = "probabilities" if not finite else "Grad-CAM map"
+                result.error = f"NaN or inf in the {stage.stage} stage's {what}; no label given"
+                result.stages = []
+                break
 
 
 def _chunks(items: list, size: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import click
@@ -60,11 +61,35 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
         raise click.exceptions.Exit(1)
 
 
+# Characters that could end a row, forge a column or reorder text on a terminal: controls
+# (newline, tab, ESC), Unicode line and paragraph separators, format characters (bidi
+# overrides), lone surrogates from undecodable file names, and the escape character itself.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    character = match.group()
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(value: object) -> str:
+    """A table or CSV cell that stays on its line: unsafe characters become backslash escapes
+    (``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``; a backslash doubles), so every row is one line."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
 def render(records: list[dict], fmt: str) -> str:
-    """Records as JSON, CSV or an aligned table (the text ends with a newline)."""
+    """Records as JSON, CSV or an aligned table (the text ends with a newline).
+
+    JSON is strict (no NaN, non-ASCII escaped); in a table or CSV every cell is ``one_line``.
+    """
     if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
-    rows = [_flat(r) for r in records]
+        return json.dumps(records, indent=2, allow_nan=False) + "\n"
+    rows = [{one_line(key): one_line(value) for key, value in _flat(r).items()} for r in records]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     if fmt == "csv":
         buffer = io.StringIO()

@@ -9,6 +9,8 @@ and an address-space limit where it was a runaway allocation.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import resource
@@ -26,7 +28,10 @@ from hypothesis import strategies as st
 
 from edgehisto.bundle.images import decode_rgb, read_image_header
 from edgehisto.errors import InvalidImage
+from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.cli_classify import one_line, render
 from edgehisto.runtime.inputs import TileInput, expand_inputs, read_tile_file
+from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("edgehisto")
 LIMITS = {"max_pixels": 40_000_000, "min_side": 8}
@@ -63,6 +68,11 @@ def four_tiles(tmp_path: Path) -> Path:
     for i in range(4):
         _tile(folder / "sub" / f"t{i}.png", seed=i)
     return folder
+
+
+@pytest.fixture(scope="module")
+def default_classifier() -> Classifier:
+    return Classifier(embedded_bundles()[DEFAULT_MODEL])
 
 
 # -- 1. only regular files are read ------------------------------------------------------------
@@ -298,6 +308,59 @@ def test_records_follow_the_arguments_unmatched_ones_included(tmp_path, four_til
         ("missing.png", True), (str(good_tile), False), ("tiles/sub/t2.png", False),
         ("tiles/sub/t3.png", False), ("nothing/*.png", True), ("tiles/sub/t0.png", False),
         ("tiles/sub/t1.png", False)]
+
+
+# -- 7. output that is safe to parse ------------------------------------------------------------
+HOSTILE_NAMES = ["new\nline.png", "tab\tand,comma.png", "ansi\x1b[2J.png", "bidi\u202egnp.exe.png",
+                 "back\\slash.png", "quote\".png"]
+
+
+def test_file_names_cannot_forge_rows_in_table_or_csv(tmp_path):
+    for i, name in enumerate(HOSTILE_NAMES):
+        _tile(tmp_path / "odd" / name, seed=i)
+    table = edgehisto("classify", "odd", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert len(table.stdout.splitlines()) == 1 + len(HOSTILE_NAMES)
+    assert "odd/new\\nline.png " in table.stdout and "\x1b" not in table.stdout and "\u202e" not in table.stdout
+    text = edgehisto("classify", "odd", "--format", "csv", cwd=tmp_path).stdout
+    assert len(text.splitlines()) == 1 + len(HOSTILE_NAMES)  # one physical line per row
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(row["path"] for row in rows) == sorted(one_line(f"odd/{name}") for name in HOSTILE_NAMES)
+    assert all(row["label"] for row in rows)
+    _, records = classify_json("odd", cwd=tmp_path)
+    assert sorted(r["path"] for r in records) == sorted(f"odd/{name}" for name in HOSTILE_NAMES)
+
+
+def test_one_line_escapes_are_unambiguous():
+    assert one_line("a\nb\tc\\n\x1b\u202e\u2028\udcff") == "a\\nb\\tc\\\\n\\x1b\\u202e\\u2028\\udcff"
+    assert one_line("plain é 你好.png") == "plain é 你好.png"
+
+
+# -- 8. NaN or inf is an error, never a label ---------------------------------------------------
+def test_non_finite_model_input_gives_an_error_not_a_label(default_classifier):
+    height, width = default_classifier.spec.input_size
+    x = np.zeros((2, height, width, 3), np.float32)
+    x[1, 0, 0, 0] = np.nan
+    first, second = default_classifier.classify_tensor(x, gradcam=True)
+    assert first.ok and first.stages
+    assert not second.ok and not second.stages
+    assert "NaN or inf" in second.error
+    json.loads(render([r.to_record() for r in (first, second)], "json"),
+               parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_non_finite_probabilities_from_files_give_an_error(default_classifier, good_tile, monkeypatch):
+    real_head = Classifier.head
+
+    def nan_head(self, activations, stage):
+        logits, probabilities = real_head(self, activations, stage)
+        return logits, np.full_like(probabilities, np.inf)
+
+    monkeypatch.setattr(Classifier, "head", nan_head)
+    [result] = default_classifier.classify_paths([good_tile])
+    stage = default_classifier.bundle.entry_stage
+    assert result.to_record() == {"path": str(good_tile),
+                                  "error": f"NaN or inf in the {stage} stage's probabilities; no label given"}
 
 
 # -- 10. a seeded fuzz of the header readers ----------------------------------------------------
