@@ -36,29 +36,39 @@ class StageResult:
 
 @dataclass
 class TileResult:
-    """Everything the runtime says about one tile; ``error`` is set instead when it failed."""
+    """Everything the runtime says about one tile, and ``error`` if anything about it failed.
+
+    A tile that could not be read or gave non-finite numbers has an ``error`` and no stages; a
+    tile classified whose Grad-CAM files could not be written keeps its stages and has an
+    ``error`` too. ``gradcam_files`` lists the files written for it.
+    """
 
     path: str
     stages: list[StageResult] = field(default_factory=list)
     error: str | None = None
     image: np.ndarray | None = None  # the resized uint8 RGB model input, kept for overlays
     warning: str | None = None
+    gradcam_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_record(self) -> dict:
-        """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities) or error."""
-        if self.error is not None:
-            record = {"path": self.path, "error": self.error}
-        else:
+        """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities),
+        gradcam_files, error and warning, each only when there is something to say."""
+        record: dict = {"path": self.path}
+        if self.stages:
             first = self.stages[0]
-            record = {"path": self.path, "label": first.label, "probabilities": first.probabilities}
+            record |= {"label": first.label, "probabilities": first.probabilities}
             for routed in self.stages[1:]:
                 record["subtype"] = routed.label
                 record["subtype_probabilities"] = routed.probabilities
                 record["subtype_stage"] = routed.stage
+        if self.gradcam_files:
+            record["gradcam_files"] = list(self.gradcam_files)
+        if self.error is not None:
+            record["error"] = self.error
         if self.warning is not None:
             record["warning"] = self.warning
         return record

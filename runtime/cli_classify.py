@@ -107,10 +107,13 @@ def render(records: list[dict], fmt: str) -> str:
 
 def _flat(record: dict) -> dict:
     row = {"path": record["path"]}
-    if "warning" in record:
-        row["warning"] = record["warning"]
-    if "error" in record:
-        return row | {"error": record["error"]}
+    for key in ("warning", "error"):
+        if key in record:
+            row[key] = record[key]
+    if "gradcam_files" in record:
+        row["gradcam_files"] = ";".join(record["gradcam_files"])
+    if "label" not in record:
+        return row
     row["label"] = record["label"]
     row["confidence"] = f"{record['probabilities'][record['label']]:.4f}"
     row |= {f"p_{name}": f"{p:.6f}" for name, p in record["probabilities"].items()}

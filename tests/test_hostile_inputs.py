@@ -31,6 +31,7 @@ from edgehisto.errors import InvalidImage
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.cli_classify import one_line, render
 from edgehisto.runtime.inputs import TileInput, expand_inputs, read_tile_file
+from edgehisto.runtime.outputs import gradcam_file_stem, write_gradcam_files
 from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("edgehisto")
@@ -361,6 +362,55 @@ def test_non_finite_probabilities_from_files_give_an_error(default_classifier, g
     stage = default_classifier.bundle.entry_stage
     assert result.to_record() == {"path": str(good_tile),
                                   "error": f"NaN or inf in the {stage} stage's probabilities; no label given"}
+
+
+# -- 9. Grad-CAM outputs ----------------------------------------------------------------------
+def test_an_unwritable_gradcam_directory_fails_each_tile_but_keeps_the_batch(tmp_path, four_tiles):
+    for target in ("/proc/x", "/proc"):
+        done, records = classify_json("tiles", "--gradcam", target, cwd=tmp_path)
+        assert done.returncode == 1
+        assert len(records) == 4 and all(r["label"] and "Grad-CAM files not written" in r["error"] for r in records)
+
+
+def test_gradcam_files_are_listed_named_by_path_and_replaced_on_rerun(tmp_path, four_tiles):
+    (four_tiles / "other").mkdir()
+    (four_tiles / "other" / "t0.png").write_bytes((four_tiles / "sub" / "t0.png").read_bytes())
+    _, records = classify_json("tiles", "--gradcam", "cams", cwd=tmp_path)
+    files = [f for r in records for f in r["gradcam_files"]]
+    assert len(files) == len(set(files)) == 2 * 5  # same stem, two paths: two names
+    assert all(Path(tmp_path, f).is_file() for f in files)
+    assert files[0].startswith(f"cams/{gradcam_file_stem('tiles/other/t0.png')}.")
+    _, again = classify_json("tiles", "--gradcam", "cams", cwd=tmp_path)
+    assert [r["gradcam_files"] for r in again] == [r["gradcam_files"] for r in records]
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == sorted(Path(f).name for f in files)
+
+
+def test_a_planted_link_or_directory_at_an_output_name_is_refused(tmp_path, four_tiles):
+    _, records = classify_json("tiles/sub/t0.png", "tiles/sub/t1.png", "--gradcam", "cams", cwd=tmp_path)
+    link, blocked = Path(tmp_path, records[0]["gradcam_files"][0]), Path(tmp_path, records[1]["gradcam_files"][1])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link.unlink()
+    link.symlink_to(victim)
+    blocked.unlink()
+    blocked.mkdir()
+    done, records = classify_json("tiles/sub/t0.png", "tiles/sub/t1.png", "tiles/sub/t2.png", "--gradcam", "cams",
+                                  cwd=tmp_path)
+    assert done.returncode == 1
+    assert records[0]["error"] == f"Grad-CAM files not written: {link.name} is a symbolic link; refusing to write through it"
+    assert records[1]["error"] == f"Grad-CAM files not written: {blocked.name} is a directory; refusing to replace it"
+    assert "error" not in records[2] and len(records[2]["gradcam_files"]) == 2
+    assert victim.read_text() == "keep me" and link.is_symlink()
+    assert not [p for p in (tmp_path / "cams").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_gradcam_directory_is_a_per_tile_error(tmp_path, default_classifier, good_tile):
+    cams = tmp_path / "cams"
+    cams.mkdir(mode=0o555)
+    results = default_classifier.classify_paths([good_tile], gradcam=True)
+    assert write_gradcam_files(results, cams) == []
+    assert "permission denied" in results[0].error and results[0].stages
 
 
 # -- 10. a seeded fuzz of the header readers ----------------------------------------------------
