@@ -6,113 +6,35 @@ what is expected; callers prefix the file path.
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
+import threading
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
+from edgehisto.bundle.image_headers import (
+    ACCEPTED,
+    JPEG_SOS,
+    PNG_SIGNATURE,
+    ImageHeader,
+    jpeg_find,
+    read_image_header,
+    sniff_format,
+)
 from edgehisto.errors import InvalidImage
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# PNG colour type -> channels once decoded; a palette (3) expands to RGB.
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-# SOF0..SOF15 carry the frame header, except C4 (DHT), C8 (JPG) and CC (DAC) in that range.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: no length field
-_JPEG_SOS = 0xDA
-_BMP_DIB_SIZES = frozenset(struct.pack("<I", n) for n in (12, 40, 52, 56, 64, 108, 124))
-_BI_BITFIELDS = 3
-_ACCEPTED = "PNG, JPEG, BMP, TIFF or WebP"
+__all__ = ["ImageHeader", "decode_rgb", "read_image_header"]
 
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """Geometry read from a file header; ``bit_depth`` is bits per decoded sample."""
-
-    format: str  # "PNG", "JPEG" or "BMP"
-    width: int
-    height: int
-    bit_depth: int
-    channels: int
-
-
-def _sniff(data: bytes) -> str | None:
-    """Name the container format from its magic bytes, or None if it is not one we accept."""
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    # "BM" alone is too weak (a text file may start with it): also require a known DIB size.
-    if data.startswith(b"BM") and data[14:18] in _BMP_DIB_SIZES:
-        return "BMP"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return None
-
-
-def _png_header(data: bytes) -> ImageHeader | None:
-    length, kind = struct.unpack_from(">I4s", data, 8)
-    width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
-    if kind != b"IHDR" or length != 13 or colour not in _PNG_CHANNELS:
-        return None
-    # Palette entries are 8-bit RGB whatever the index depth, so a palette decodes to 8-bit RGB.
-    return ImageHeader("PNG", width, height, 8 if colour == 3 else depth, _PNG_CHANNELS[colour])
-
-
-def _jpeg_find(data: bytes, wanted: frozenset[int]) -> tuple[int, int] | None:
-    """Walk the JPEG markers to the first one in ``wanted``; return it and its segment offset."""
-    pos = 2
-    while pos < len(data) and data[pos] == 0xFF:
-        while data[pos] == 0xFF:  # markers may be padded with any number of 0xFF fill bytes
-            pos += 1
-        marker, pos = data[pos], pos + 1
-        if marker in wanted:
-            return marker, pos
-        if marker == 0xD9:  # EOI
-            return None
-        if marker not in _JPEG_NO_LENGTH:
-            pos += struct.unpack_from(">H", data, pos)[0]
-    return None
-
-
-def _jpeg_header(data: bytes) -> ImageHeader | None:
-    found = _jpeg_find(data, _JPEG_SOF | {_JPEG_SOS})
-    if found is None or found[0] == _JPEG_SOS:  # scan data before any frame header
-        return None
-    depth, height, width, components = struct.unpack_from(">BHHB", data, found[1] + 2)
-    return ImageHeader("JPEG", width, height, depth, components)
-
-
-def _bmp_header(data: bytes) -> ImageHeader | None:
-    if struct.unpack_from("<I", data, 14)[0] == 12:  # OS/2 core header: 16-bit sizes, no alpha
-        width, height, _planes, bpp = struct.unpack_from("<HHHH", data, 18)
-        compression = 0
-    else:
-        width, height, _planes, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
-    # OpenCV expands every BMP depth to 8 bits per channel and keeps a 4th channel only for
-    # 32-bit BITFIELDS bitmaps (plain 32-bit BI_RGB has an unused padding byte).
-    channels = 4 if bpp == 32 and compression == _BI_BITFIELDS else 3
-    return ImageHeader("BMP", abs(width), abs(height), 8, channels)  # height < 0: top-down rows
-
-
-_HEADER_PARSERS = {"PNG": _png_header, "JPEG": _jpeg_header, "BMP": _bmp_header}
-
-
-def read_image_header(data: bytes) -> ImageHeader | None:
-    """Read width, height, bit depth and channels of a PNG, JPEG or BMP without decoding it.
-
-    Returns:
-        The header, or None for other formats and for headers that cannot be parsed.
-    """
-    parser = _HEADER_PARSERS.get(_sniff(data))
-    try:
-        return parser(data) if parser else None
-    except (struct.error, IndexError):  # the header is cut short
-        return None
+_SAMPLE_KINDS = {"unsigned": "", "signed": " signed", "float": " float"}
+# libjpeg goes on decoding damaged entropy-coded data and only prints these warnings; the
+# pixels it returns are then partly garbage, so the tile is refused.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+_DECODER_MESSAGE_LIMIT = 160  # characters of a decoder's own message kept in the error
 
 
 def _pixel_count(pixels: int) -> str:
@@ -152,14 +74,13 @@ def _check_layout(depth: str, channels: int, fmt: str) -> None:
 def _png_damage(data: bytes) -> str | None:
     """Walk the PNG chunks up to IEND; describe the first truncation or CRC error, if any."""
     view = memoryview(data)  # slices of a view do not copy the (possibly large) IDAT data
-    pos = len(_PNG_SIGNATURE)
+    pos = len(PNG_SIGNATURE)
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length
         if end > len(data):
             break
-        # Critical chunks only, as libpng does; catching them here also keeps libpng from
-        # printing its own error line to stderr.
+        # Critical chunks only, as libpng does (it skips a damaged ancillary chunk).
         crc = struct.unpack_from(">I", data, end - 4)[0]
         if kind[:1].isupper() and zlib.crc32(view[pos + 4 : end - 4]) != crc:
             return f"CRC mismatch in the {kind.decode('latin-1')!r} chunk"  # repr: one line
@@ -176,7 +97,7 @@ def _damage(data: bytes, fmt: str) -> str | None:
     if fmt == "JPEG":
         # FF D9 cannot occur in entropy-coded data: a complete file has one after the first scan.
         try:
-            scan = _jpeg_find(data, frozenset({_JPEG_SOS}))
+            scan = jpeg_find(data, frozenset({JPEG_SOS}))
         except (struct.error, IndexError):
             scan = None
         if scan is None or data.find(b"\xff\xd9", scan[1]) < 0:
@@ -184,12 +105,67 @@ def _damage(data: bytes, fmt: str) -> str | None:
     return None
 
 
+_stderr_lock = threading.Lock()
+_capture_files: dict[int, int] = {}  # process id -> descriptor of its capture file
+
+
+def _capture_fd() -> int:
+    """This process's (memory-backed where possible) file that receives decoder stderr."""
+    pid = os.getpid()  # a forked child must not share its parent's capture file
+    if pid not in _capture_files:
+        if hasattr(os, "memfd_create"):
+            _capture_files[pid] = os.memfd_create("edgehisto-decoder-stderr", os.MFD_CLOEXEC)
+        else:
+            with tempfile.TemporaryFile() as handle:  # the duplicate outlives the (unlinked) name
+                _capture_files[pid] = os.dup(handle.fileno())
+    return _capture_files[pid]
+
+
+@contextmanager
+def _decoder_stderr() -> Iterator[list[str]]:
+    """Collect what native decoders print on file descriptor 2 while the block runs.
+
+    libpng and libjpeg report problems by printing to the process's stderr, below OpenCV's
+    own logging, so silencing OpenCV's log level does not reach them. Inside the block fd 2
+    points at a capture file; the lines are handed to the caller (for the one-line error)
+    instead of reaching the terminal. Decodes are serialised by a lock, and anything another
+    thread writes to fd 2 in that window is taken as decoder output too.
+    """
+    lines: list[str] = []
+    with _stderr_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (a daemon): nothing can be printed anyway
+            yield lines
+            return
+        capture = _capture_fd()
+        os.ftruncate(capture, 0)
+        os.lseek(capture, 0, os.SEEK_SET)
+        os.dup2(capture, 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.lseek(capture, 0, os.SEEK_CUR)
+            text = os.pread(capture, min(size, 64 * 1024), 0).decode("utf-8", "replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _decoder_says(lines: list[str]) -> str:
+    """The decoders' first error (else first warning), cut to one short line."""
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[0][:_DECODER_MESSAGE_LIMIT]
+
+
 def _imdecode(data: bytes, fmt: str) -> np.ndarray:
-    """Decode with OpenCV, its own logging silenced; raise ``InvalidImage`` on failure."""
+    """Decode with OpenCV, its log and the decoders' stderr silenced; raise ``InvalidImage``."""
     previous = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    printed: list[str] = []
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        with _decoder_stderr() as printed:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "MAX_IMAGE_PIXELS" in str(exc):
             raise InvalidImage(
@@ -198,13 +174,38 @@ def _imdecode(data: bytes, fmt: str) -> np.ndarray:
         pixels = None
     finally:
         cv2.utils.logging.setLogLevel(previous)
+    said = _decoder_says(printed)
     if pixels is None:
-        raise InvalidImage(f"corrupt or truncated image data (OpenCV cannot decode this {fmt})")
+        reason = f"{fmt} decoder: {said}" if said else f"OpenCV cannot decode this {fmt}"
+        raise InvalidImage(f"corrupt or truncated image data ({reason})")
+    if fmt == "JPEG" and said.startswith(_JPEG_DAMAGE):
+        raise InvalidImage(f"corrupt image data (JPEG decoder: {said})")
     return pixels
+
+
+def _check_header(data: bytes, fmt: str, max_pixels: int, min_side: int) -> ImageHeader:
+    """Refuse from the header alone what must never reach the decoder; return the header."""
+    header = read_image_header(data)
+    if header is None:
+        raise InvalidImage(f"corrupt or truncated image data (unreadable {fmt} header)")
+    _check_size(header.width, header.height, max_pixels, min_side)
+    if header.tile is not None and header.tile[0] * header.tile[1] > max_pixels:
+        width, height = header.tile
+        raise InvalidImage(f"TIFF tile is {width}x{height}, over the {_pixel_count(max_pixels)} limit")
+    depth = f"{header.bit_depth}-bit{_SAMPLE_KINDS.get(header.sample_format, ' ' + header.sample_format)}"
+    _check_layout(depth, header.channels, fmt)
+    damage = _damage(data, fmt)
+    if damage:
+        raise InvalidImage(f"corrupt or truncated image data ({damage})")
+    return header
 
 
 def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> np.ndarray:
     """Decode image bytes into a C-contiguous uint8 RGB array, refusing anything else.
+
+    Width, height, bit depth and channels are checked on the header of every accepted format
+    before OpenCV allocates anything, so the pixel limit holds whatever OpenCV's own limit
+    (``OPENCV_IO_MAX_IMAGE_PIXELS``) is, and whoever imported OpenCV first.
 
     Args:
         data: The whole file content.
@@ -220,27 +221,18 @@ def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> np.ndarray:
     """
     if not data:
         raise InvalidImage("empty file (0 bytes)")
-    fmt = _sniff(data)
+    fmt = sniff_format(data)
     if fmt is None:
-        raise InvalidImage(f"not a {_ACCEPTED} image (starts with {data[:8]!r})")
-    header = read_image_header(data)
-    if fmt in ("PNG", "JPEG", "BMP"):
-        if header is None:
-            raise InvalidImage(f"corrupt or truncated image data (unreadable {fmt} header)")
-        _check_size(header.width, header.height, max_pixels, min_side)
-        _check_layout(f"{header.bit_depth}-bit", header.channels, fmt)
-        damage = _damage(data, fmt)
-        if damage:
-            raise InvalidImage(f"corrupt or truncated image data ({damage})")
+        raise InvalidImage(f"not a {ACCEPTED} image (starts with {data[:8]!r})")
+    header = _check_header(data, fmt, max_pixels, min_side)
     pixels = _imdecode(data, fmt)
-    # Headers can lie and TIFF/WebP have none we read: check what was actually decoded.
+    # Headers can lie: check what was actually decoded too.
     height, width = pixels.shape[:2]
-    if header is not None and (width, height) != (header.width, header.height):
+    if (width, height) != (header.width, header.height):
         raise InvalidImage(
             f"corrupt image data (header says {header.width}x{header.height}, "
             f"pixels are {width}x{height})"
         )
-    _check_size(width, height, max_pixels, min_side)
     kind = {"u": "", "i": " signed", "f": " float"}.get(pixels.dtype.kind, " " + pixels.dtype.name)
     depth = f"{pixels.dtype.itemsize * 8}-bit{kind}"
     _check_layout(depth, pixels.shape[2] if pixels.ndim == 3 else 1, fmt)

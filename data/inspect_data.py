@@ -7,6 +7,8 @@ the summary survives a JSON round trip unchanged.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,8 +171,47 @@ def detect_layout(root: Path) -> str:
     raise DatasetLayoutError(f"no known dataset layout in {root}; expected one of: {known}")
 
 
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                  (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+_SPECIAL_SHOWN = 3
+
+
+def _special_files(root: Path) -> list[str]:
+    """``relpath (kind)`` of every FIFO, device or socket the dataset readers would walk past.
+
+    The readers open files by name; opening a FIFO waits for a writer forever and opening a
+    device may do anything, so these are found by ``stat`` first. The walk is the readers'
+    (hidden names skipped, links to directories not entered).
+    """
+    found = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in sorted(filenames):
+            path = Path(directory) / name
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue  # a dangling link opens nothing
+            kind = next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+            if kind and not name.startswith("."):
+                shown = _display_path(path, root)
+                found.append(f"{shown if shown.isprintable() else repr(shown)} ({kind})")
+    return found
+
+
 def inspect_dataset(root: Path) -> dict:
-    """Detect root's layout and return a JSON-serialisable summary of its contents."""
+    """Detect root's layout and return a JSON-serialisable summary of its contents.
+
+    Raises ``DatasetLayoutError`` if root holds a FIFO, device or socket (only regular files
+    are read) or matches no known layout.
+    """
     root = Path(root)
     layout = detect_layout(root)
+    special = _special_files(root)
+    if special:
+        shown = ", ".join(special[:_SPECIAL_SHOWN]) + (", ..." if len(special) > _SPECIAL_SHOWN else "")
+        raise DatasetLayoutError(
+            f"{root} holds {len(special)} entries that are not regular files and would not be "
+            f"read ({shown}); move them out of the data directory"
+        )
     return {"layout": layout, "root": str(root), **LAYOUTS[layout].summarize(root)}

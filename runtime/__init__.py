@@ -4,13 +4,10 @@ Depends on numpy, onnxruntime and OpenCV only. Nothing here imports TensorFlow, 
 ``edgehisto.train`` or ``edgehisto.export`` (``tests/test_runtime_isolation.py`` proves it).
 """
 
-import os
-
-# OpenCV reads its decoder pixel limit once, when it is first imported. Keep it well below the
-# 1 Gpx default so a decompression bomb in a format we do not sniff still fails fast.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(64_000_000))
-
-from edgehisto.bundle.manifest import Bundle, load_bundle  # noqa: E402
-from edgehisto.runtime.classifier import Classifier, StageResult, TileResult  # noqa: E402
+# No OpenCV pixel limit is set here: ``bundle.images`` checks every accepted format's header
+# against the preprocessing spec's ``max_pixels`` before OpenCV decodes anything, and refuses
+# other formats, so the guard does not depend on who imported OpenCV first.
+from edgehisto.bundle.manifest import Bundle, load_bundle
+from edgehisto.runtime.classifier import Classifier, StageResult, TileResult
 
 __all__ = ["Bundle", "Classifier", "StageResult", "TileResult", "load_bundle"]

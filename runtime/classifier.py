@@ -15,11 +15,13 @@ import numpy as np
 import onnxruntime as ort
 
 from edgehisto.bundle import tensors
+from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.bundle.outputs import class_probabilities
-from edgehisto.bundle.preprocess import load_resized, normalize, resize_tile
+from edgehisto.bundle.preprocess import normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
+from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, read_tile_file
 from edgehisto.runtime.sessions import make_session
 
 
@@ -36,13 +38,19 @@ class StageResult:
 
 @dataclass
 class TileResult:
-    """Everything the runtime says about one tile; ``error`` is set instead when it failed."""
+    """Everything the runtime says about one tile, and ``error`` if anything about it failed.
+
+    A tile that could not be read or gave non-finite numbers has an ``error`` and no stages; a
+    tile classified whose Grad-CAM files could not be written keeps its stages and has an
+    ``error`` too. ``gradcam_files`` lists the files written for it.
+    """
 
     path: str
     stages: list[StageResult] = field(default_factory=list)
     error: str | None = None
     image: np.ndarray | None = None  # the resized uint8 RGB model input, kept for overlays
     warning: str | None = None
+    gradcam_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -50,16 +58,20 @@ class TileResult:
         return self.error is None
 
     def to_record(self) -> dict:
-        """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities) or error."""
-        if self.error is not None:
-            record = {"path": self.path, "error": self.error}
-        else:
+        """JSON-ready record: path, label, probabilities (, subtype, subtype_probabilities),
+        gradcam_files, error and warning, each only when there is something to say."""
+        record: dict = {"path": self.path}
+        if self.stages:
             first = self.stages[0]
-            record = {"path": self.path, "label": first.label, "probabilities": first.probabilities}
+            record |= {"label": first.label, "probabilities": first.probabilities}
             for routed in self.stages[1:]:
                 record["subtype"] = routed.label
                 record["subtype_probabilities"] = routed.probabilities
                 record["subtype_stage"] = routed.stage
+        if self.gradcam_files:
+            record["gradcam_files"] = list(self.gradcam_files)
+        if self.error is not None:
+            record["error"] = self.error
         if self.warning is not None:
             record["warning"] = self.warning
         return record
@@ -141,36 +153,49 @@ class Classifier:
         results = [TileResult(path=f"<array {i}>", image=resized[i], warning=self.warning)
                    for i in range(len(images))]
         self._run(x, results, gradcam)
+        _refuse_non_finite(results)
         return results
 
     def classify_tensor(self, x: np.ndarray, gradcam: bool = False) -> list[TileResult]:
         """Classify an already preprocessed float batch (N, h, w, 3), routing included."""
         results = [TileResult(path=f"<row {i}>", warning=self.warning) for i in range(len(x))]
         self._run(x, results, gradcam)
+        _refuse_non_finite(results)
         return results
 
     def classify_paths(self, paths: Iterable[str | Path], gradcam: bool = False,
-                       batch_size: int = 32) -> list[TileResult]:
-        """Classify image files in batches; a bad file gets an ``error``, the rest carry on."""
+                       batch_size: int = 32, max_file_bytes: int = MAX_TILE_FILE_BYTES) -> list[TileResult]:
+        """Classify image files in batches; a bad file gets an ``error``, the rest carry on.
+
+        Only regular files of at most ``max_file_bytes`` are read (checked with ``stat``
+        first); results come back in the order of ``paths``.
+        """
         results = []
         for chunk in _chunks(list(paths), batch_size):
             loaded, batch = [], []
             for path in chunk:
                 result = TileResult(path=str(path), warning=self.warning)
                 try:
-                    result.image = load_resized(path, self.spec)
+                    result.image = self._load_tile(path, max_file_bytes)
                 except EdgehistoError as error:
                     result.error = str(error)
                 except OSError as error:
-                    result.error = f"cannot read file: {error.strerror or error}"
+                    result.error = f"cannot read file: {describe_os_error(error, path)}"
                 else:
                     loaded.append(result)
                 batch.append(result)
             if loaded:
                 x = normalize(np.stack([r.image for r in loaded]), self.spec)
                 self._run(x, loaded, gradcam)
+                _refuse_non_finite(loaded)
             results.extend(batch)
         return results
+
+    def _load_tile(self, path: str | Path, max_file_bytes: int) -> np.ndarray:
+        """Read, decode, pad and resize one tile file into uint8 model input."""
+        rgb = decode_rgb(read_tile_file(path, max_file_bytes), max_pixels=self.spec.max_pixels,
+                         min_side=self.spec.min_side)
+        return resize_tile(rgb, self.spec)
 
     def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
         """Run the entry stage, then each routed stage on the rows routed to it."""
@@ -201,6 +226,18 @@ class Classifier:
                 routed = rows[predicted == index]
                 if len(routed):
                     pending.append((next_stage, routed))
+
+
+def _refuse_non_finite(results: list[TileResult]) -> None:
+    """Turn a tile whose probabilities or Grad-CAM hold NaN or inf into an error, never a label."""
+    for result in results:
+        for stage in result.stages:
+            finite = np.isfinite(list(stage.probabilities.values())).all()
+            if not finite or (stage.cam is not None and not np.isfinite(stage.cam).all()):
+                what = "probabilities" if not finite else "Grad-CAM map"
+                result.error = f"NaN or inf in the {stage.stage} stage's {what}; no label given"
+                result.stages = []
+                break
 
 
 def _chunks(items: list, size: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import click
@@ -24,12 +25,16 @@ from edgehisto.bundle.manifest import PRECISIONS
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads.")
 @click.option("--allow-failed-parity", is_flag=True,
               help="Use a bundle that failed (or never ran) its parity gates; every record says so.")
+@click.option("--max-file-mb", default=64.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Refuse tile files larger than this many MB (2^20 bytes), checked before reading.")
 def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gradcam_dir: Path | None,
-             fmt: str, batch_size: int, threads: int | None, allow_failed_parity: bool) -> None:
+             fmt: str, batch_size: int, threads: int | None, allow_failed_parity: bool,
+             max_file_mb: float) -> None:
     """Classify image files, directories or glob patterns (CPU, onnxruntime).
 
-    Exit code 0 if every tile was classified, 1 if any failed (each failure is a record with
-    an ``error``), 2 for usage errors or an unusable bundle.
+    Records come in the order of the arguments. Exit code 0 if every tile was classified, 1 if
+    any failed (each failure is a record with an ``error``), 2 for usage errors or an unusable
+    bundle.
     """
     from edgehisto.runtime.classifier import Classifier, TileResult
     from edgehisto.runtime.inputs import expand_inputs
@@ -39,9 +44,12 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             allow_failed_parity=allow_failed_parity)
     if classifier.warning:
         click.echo(f"warning: {classifier.warning}", err=True)
-    files, unmatched = expand_inputs(list(paths))
-    results = classifier.classify_paths(files, gradcam=gradcam_dir is not None, batch_size=batch_size)
-    results += [TileResult(path=argument, error=reason) for argument, reason in unmatched]
+    inputs = expand_inputs(list(paths))
+    classified = iter(classifier.classify_paths(
+        [item.path for item in inputs if item.error is None], gradcam=gradcam_dir is not None,
+        batch_size=batch_size, max_file_bytes=int(max_file_mb * 2**20)))
+    results = [next(classified) if item.error is None else TileResult(path=item.path, error=item.error)
+               for item in inputs]
     if gradcam_dir is not None:
         from edgehisto.runtime.outputs import write_gradcam_files
 
@@ -55,11 +63,35 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
         raise click.exceptions.Exit(1)
 
 
+# Characters that could end a row, forge a column or reorder text on a terminal: controls
+# (newline, tab, ESC), Unicode line and paragraph separators, format characters (bidi
+# overrides), lone surrogates from undecodable file names, and the escape character itself.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    character = match.group()
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(value: object) -> str:
+    """A table or CSV cell that stays on its line: unsafe characters become backslash escapes
+    (``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``; a backslash doubles), so every row is one line."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
 def render(records: list[dict], fmt: str) -> str:
-    """Records as JSON, CSV or an aligned table (the text ends with a newline)."""
+    """Records as JSON, CSV or an aligned table (the text ends with a newline).
+
+    JSON is strict (no NaN, non-ASCII escaped); in a table or CSV every cell is ``one_line``.
+    """
     if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
-    rows = [_flat(r) for r in records]
+        return json.dumps(records, indent=2, allow_nan=False) + "\n"
+    rows = [{one_line(key): one_line(value) for key, value in _flat(r).items()} for r in records]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     if fmt == "csv":
         buffer = io.StringIO()
@@ -77,10 +109,13 @@ def render(records: list[dict], fmt: str) -> str:
 
 def _flat(record: dict) -> dict:
     row = {"path": record["path"]}
-    if "warning" in record:
-        row["warning"] = record["warning"]
-    if "error" in record:
-        return row | {"error": record["error"]}
+    for key in ("warning", "error"):
+        if key in record:
+            row[key] = record[key]
+    if "gradcam_files" in record:
+        row["gradcam_files"] = ";".join(record["gradcam_files"])
+    if "label" not in record:
+        return row
     row["label"] = record["label"]
     row["confidence"] = f"{record['probabilities'][record['label']]:.4f}"
     row |= {f"p_{name}": f"{p:.6f}" for name, p in record["probabilities"].items()}

@@ -127,14 +127,18 @@ def test_a_nonexistent_path_becomes_an_error_record_and_exit_1(idc_bundle, good_
 def test_gradcam_writes_an_overlay_and_a_raw_map_for_every_good_tile(
         idc_bundle, good_dir, bad_tiles, stage, tmp_path):
     cams = tmp_path / "cams"
-    result = _classify(str(good_dir), str(bad_tiles["rgba"]), "--model", str(idc_bundle), "--gradcam", str(cams))
+    result = _classify(str(good_dir), str(bad_tiles["rgba"]), "--model", str(idc_bundle), "--gradcam", str(cams),
+                       "--format", "json")
     assert result.exit_code == 1  # the RGBA tile fails; every good tile still gets its maps
+    records = _records(result)
     manifest_stage = load_bundle(idc_bundle).manifest["stages"][stage.name]
     input_height, input_width = load_bundle(idc_bundle).preprocess.input_size
     for tile in _tiles(good_dir):
-        overlay = cv2.imread(str(cams / f"{tile.stem}.{stage.name}.gradcam.png"))
+        raw, picture = records[str(tile)]["gradcam_files"]
+        assert picture.endswith(f".{stage.name}.gradcam.png") and raw == picture[:-len("png")] + "npy"
+        overlay = cv2.imread(picture)
         assert overlay is not None and overlay.shape == (input_height, input_width, 3)
-        cam = np.load(cams / f"{tile.stem}.{stage.name}.gradcam.npy")
+        cam = np.load(raw)
         assert cam.dtype == np.float32
         assert cam.shape == tuple(manifest_stage["activations_shape"][:2])
         assert np.isfinite(cam).all() and cam.min() >= 0
@@ -143,13 +147,15 @@ def test_gradcam_writes_an_overlay_and_a_raw_map_for_every_good_tile(
 
 def test_gradcam_npy_equals_the_library_gradcam_of_that_tile(idc_bundle, good_dir, stage, tmp_path):
     cams = tmp_path / "cams"
-    assert _classify(str(good_dir), "--model", str(idc_bundle), "--gradcam", str(cams)).exit_code == 0
+    result = _classify(str(good_dir), "--model", str(idc_bundle), "--gradcam", str(cams), "--format", "json")
+    assert result.exit_code == 0
+    records = _records(result)
     classifier = Classifier(idc_bundle)
     peaks = []
     for tile in _tiles(good_dir):
         x = normalize(load_resized(tile, classifier.spec), classifier.spec)[None]
         expected = classifier.gradcam(x, stage.name)[0]
-        written = np.load(cams / f"{tile.stem}.{stage.name}.gradcam.npy")
+        written = np.load(records[str(tile)]["gradcam_files"][0])
         np.testing.assert_allclose(written, expected, rtol=0, atol=GRADCAM_RELATIVE_ATOL * expected.max())
         peaks.append(expected.max())
     assert max(peaks) > 0, "all-zero maps cannot show that the two agree"

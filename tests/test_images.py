@@ -151,6 +151,11 @@ def test_palette_with_transparency_is_refused_after_decoding():
         (".jpg", np.zeros((23, 37), np.uint8), ImageHeader("JPEG", 37, 23, 8, 1)),
         (".bmp", np.zeros((23, 37, 3), np.uint8), ImageHeader("BMP", 37, 23, 8, 3)),
         (".bmp", np.zeros((23, 37, 4), np.uint8), ImageHeader("BMP", 37, 23, 8, 4)),
+        (".tiff", np.zeros((23, 37, 3), np.uint8), ImageHeader("TIFF", 37, 23, 8, 3)),
+        (".tiff", np.zeros((23, 37), np.uint16), ImageHeader("TIFF", 37, 23, 16, 1)),
+        (".tiff", np.zeros((23, 37, 3), np.float32), ImageHeader("TIFF", 37, 23, 32, 3, "float")),
+        (".webp", np.zeros((23, 37, 3), np.uint8), ImageHeader("WebP", 37, 23, 8, 3)),
+        (".webp", np.zeros((23, 37, 4), np.uint8), ImageHeader("WebP", 37, 23, 8, 4)),
     ],
 )
 def test_read_image_header(ext, pixels, expected):
@@ -159,14 +164,14 @@ def test_read_image_header(ext, pixels, expected):
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"hello", b"BMW 320d service log", _encode(np.zeros((9, 9, 3), np.uint8), ".tiff")],
+    [b"", b"hello", b"BMW 320d service log", b"GIF89a\x09\x00\x09\x00\x00\x00\x00;"],
 )
 def test_read_image_header_returns_none_for_other_data(data):
     assert read_image_header(data) is None
 
 
 def test_read_image_header_returns_none_for_cut_headers():
-    for ext in (".png", ".jpg", ".bmp"):
+    for ext in (".png", ".jpg", ".bmp", ".tiff", ".webp"):
         data = _encode(np.zeros((23, 37, 3), np.uint8), ext)
         assert read_image_header(data[:20]) is None
 
@@ -206,7 +211,7 @@ def test_oversized_bmp_header_is_refused_before_decoding(monkeypatch):
         (np.zeros((4, 16, 3), np.uint8), "image is 16x4, smaller than the 8 px minimum side"),
     ],
 )
-def test_tiff_is_checked_after_decoding(pixels, message):
+def test_tiff_layout_and_size_are_checked(pixels, message):
     with pytest.raises(InvalidImage, match=message.replace("(", r"\(").replace(")", r"\)")):
         decode_rgb(_encode(pixels, ".tiff"), **LIMITS)
 
