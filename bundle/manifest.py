@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.bundle.schema import validate_manifest
 from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
 
 MANIFEST = "manifest.json"
@@ -118,17 +119,15 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UnsupportedManifest(f"{manifest_path} is not valid JSON: {error}") from None
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # JSON true == 1 in Python
         raise UnsupportedManifest(
             f"{manifest_path} has schema_version {version!r}; this edgehisto reads {SCHEMA_VERSION}"
         )
-    missing = [key for key in ("task", "preprocess", "stages", "entry_stage", "files") if key not in manifest]
-    if missing:
-        raise UnsupportedManifest(f"{manifest_path} lacks {', '.join(missing)}")
-    _check_stages(manifest, manifest_path)
     try:
+        _check_stages(manifest)
+        validate_manifest(manifest)
         PreprocessSpec.from_dict(manifest["preprocess"])
-    except (UnsupportedManifest, TypeError, AttributeError) as error:
+    except UnsupportedManifest as error:
         raise UnsupportedManifest(f"{manifest_path}: {error}") from None
     bundle = Bundle(path, manifest)
     if verify:
@@ -136,16 +135,16 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     return bundle
 
 
-def _check_stages(manifest: dict, manifest_path: Path) -> None:
-    """Raise ``UnsupportedManifest`` for stage entries the runtime would trip over later."""
-    stages = manifest["stages"]
-    if not isinstance(stages, dict) or manifest["entry_stage"] not in stages:
-        raise UnsupportedManifest(f"{manifest_path}: entry_stage {manifest['entry_stage']!r} is not a stage")
-    for name, stage in stages.items():
+def _check_stages(manifest: dict) -> None:
+    """Raise ``UnsupportedManifest`` for stage entries that lack a key or a file role."""
+    stages = manifest.get("stages")
+    for name, stage in (stages.items() if isinstance(stages, dict) else ()):
+        if not isinstance(stage, dict) or not isinstance(stage.get("files", {}), dict):
+            continue  # the schema check names the field
         lacking = [key for key in STAGE_KEYS if key not in stage]
         lacking += [f"files.{role}" for role in FILE_ROLES if role not in stage.get("files", {})]
         if lacking:
-            raise UnsupportedManifest(f"{manifest_path}: stage {name!r} lacks {', '.join(lacking)}")
+            raise UnsupportedManifest(f"stage {name!r} lacks {', '.join(lacking)}")
 
 
 def runtime_needs(relative: str) -> bool:
@@ -157,10 +156,30 @@ def runtime_needs(relative: str) -> bool:
     return not (relative.startswith(REFERENCE_DIR) or relative.endswith(".tflite"))
 
 
+def read_verified(bundle: Bundle, relative: str) -> bytes:
+    """The bytes of one listed file, checked against its sha256: what is hashed is what runs.
+
+    Raises:
+        BundleIntegrityError: the file is not listed, missing, outside the bundle or changed.
+    """
+    entry = bundle.manifest["files"].get(relative)
+    file = bundle.file(relative)
+    if entry is None:
+        raise BundleIntegrityError(f"bundle file {relative} is not listed in the manifest")
+    if not file.resolve().is_relative_to(bundle.path.resolve()) or not file.is_file():
+        raise BundleIntegrityError(f"bundle file {relative} is missing or resolves outside the bundle")
+    data = file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BundleIntegrityError(f"bundle file {relative} changed since its sha256 was checked")
+    return data
+
+
 def verify_files(bundle: Bundle) -> None:
     """Check every listed file matches its sha256; only files the runtime needs must be present."""
     for relative, entry in bundle.manifest["files"].items():
         file = bundle.file(relative)
+        if not file.resolve().is_relative_to(bundle.path.resolve()):
+            raise BundleIntegrityError(f"bundle file {relative} resolves outside the bundle (a link)")
         if not file.is_file():
             if not runtime_needs(relative):
                 continue

@@ -181,6 +181,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "provenance": provenance({"run_dir": run_dir, "gradcam_layer": gradcam_layer,
                                   "calibration_images": calibration_count}),
     }
+    manifest["files"] = file_entries(out_dir)  # the runtime runs only hashed files
     for name, peak in display_peaks(out_dir, manifest, calibration).items():
         manifest["stages"][name]["gradcam_display_peak"] = peak
     log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
@@ -200,12 +201,15 @@ def _reference_models(sources: dict[str, StageSource], shared: dict):
     return reference
 
 
+def file_entries(out_dir: Path) -> dict:
+    """``{relative path: {sha256, bytes}}`` of every file of a bundle directory but its reports."""
+    listed = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name not in (MANIFEST, "parity.json"))
+    return {p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in listed}
+
+
 def write_manifest(out_dir: Path, manifest: dict) -> None:
     """(Re)compute every bundle file's sha256 and write ``manifest.json``."""
-    listed = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name not in (MANIFEST, "parity.json"))
-    manifest["files"] = {
-        p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in listed
-    }
+    manifest["files"] = file_entries(out_dir)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,13 @@ import onnxruntime as ort
 
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
-from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle, read_verified
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, read_tile_file
+from edgehisto.runtime.session_contract import check_session
 from edgehisto.runtime.sessions import make_session
 
 
@@ -109,28 +111,39 @@ class Classifier:
         self.stages = self.bundle.stages
         self._threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
 
-    def session(self, relative: str) -> ort.InferenceSession:
-        """The (lazily created, cached) onnxruntime session for one bundle file."""
-        if relative not in self._sessions:
-            self._sessions[relative] = make_session(self.bundle.file(relative), self._threads)
-        return self._sessions[relative]
+    def session(self, relative: str, role: str, stage: StageSpec) -> ort.InferenceSession:
+        """The onnxruntime session of one bundle file, created once (thread-safe) and cached.
+
+        The session is built from the very bytes whose sha256 is checked here, so a file swapped
+        after the bundle was loaded is refused, not run; its inputs and outputs are then checked
+        against the manifest.
+        """
+        with self._lock:
+            if relative not in self._sessions:
+                session = make_session(read_verified(self.bundle, relative), self._threads)
+                entry = self.bundle.manifest["stages"][stage.name]
+                check_session(session, relative, role, stage, self.spec.input_size, entry.get("activations_shape"))
+                self._sessions[relative] = session
+            return self._sessions[relative]
 
     # -- tensors in, numbers out ---------------------------------------------------------
     def activations(self, x: np.ndarray, stage: StageSpec) -> np.ndarray:
         """Target-layer activations of a preprocessed batch (N, h, w, c)."""
-        return self.session(stage.backbone(self.precision)).run(None, {tensors.IMAGE: x})[0]
+        session = self.session(stage.backbone(self.precision), "backbone", stage)
+        return session.run([tensors.ACTIVATIONS], {tensors.IMAGE: x})[0]
 
     def head(self, activations: np.ndarray, stage: StageSpec) -> tuple[np.ndarray, np.ndarray]:
         """(logits, probabilities as (N, K)) of a stage's head."""
-        logits, probabilities = self.session(stage.files["head"]).run([tensors.LOGITS, tensors.PROBABILITIES],
-                                                                      {tensors.ACTIVATIONS: activations})
+        logits, probabilities = self.session(stage.files["head"], "head", stage).run(
+            [tensors.LOGITS, tensors.PROBABILITIES], {tensors.ACTIVATIONS: activations})
         return logits, class_probabilities(probabilities, stage.output)
 
     def gradients(self, activations: np.ndarray, stage: StageSpec, class_indices: np.ndarray) -> np.ndarray:
         """d(class score)/d(activations) for the given class of each row (exact, from ONNX)."""
         seed = score_seed(stage.output, len(stage.class_names), class_indices)
-        return self.session(stage.files["head_gradient"]).run(
+        return self.session(stage.files["head_gradient"], "head_gradient", stage).run(
             [tensors.GRADIENT], {tensors.ACTIVATIONS: activations, tensors.SEED: seed})[0]
 
     def gradcam(self, x: np.ndarray, stage_name: str | None = None, class_indices=None) -> np.ndarray:

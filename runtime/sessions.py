@@ -45,9 +45,9 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     return options
 
 
-def make_session(path: str | Path, threads: int | None = None, *, optimized_model_path: str | Path | None = None,
-                 **settings) -> ort.InferenceSession:
-    """A CPU session of the ONNX file ``path`` with the runtime's settings.
+def make_session(path: str | Path | bytes, threads: int | None = None, *,
+                 optimized_model_path: str | Path | None = None, **settings) -> ort.InferenceSession:
+    """A CPU session of the ONNX file ``path`` (or its bytes) with the runtime's settings.
 
     Args:
         threads: intra-op threads (None or 0: one per core); overrides ``settings["intra"]``.
@@ -61,4 +61,5 @@ def make_session(path: str | Path, threads: int | None = None, *, optimized_mode
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
         options.log_severity_level = 3  # the file is for inspection: no "hardware specific" warning
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

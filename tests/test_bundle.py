@@ -101,7 +101,7 @@ def _unknown_entry_stage(manifest):
 @pytest.mark.parametrize("break_manifest, message", [
     (_without_output, "lacks output"),
     (_without_gradient_file, "lacks files.head_gradient"),
-    (_unknown_entry_stage, "entry_stage 'subtype'"),
+    (_unknown_entry_stage, "entry_stage: expected the name of a stage, got 'subtype'"),
 ])
 def test_a_manifest_with_a_malformed_stage_raises_unsupported_manifest(
         manifest, tmp_path, break_manifest, message):
