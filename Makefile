@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
-.PHONY: install test lint demo demo-pipeline default-model reexport-default-model bench verify-cpus clean
+.PHONY: fuzz install test lint demo demo-pipeline default-model reexport-default-model bench verify-cpus clean
 
 install: $(STAMP)
 
@@ -102,6 +102,14 @@ endif
 	$(EH) export-variants $(firstword $(BENCH_BUNDLES)) $(BENCH_DATA) --out $(BENCH_OUT)/variants
 	$(EH) bench $(BENCH_BUNDLES) $(BENCH_DATA) --out $(BENCH_OUT) --tuning-variants $(BENCH_OUT)/variants
 	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider --benchmark-json $(BENCH_OUT)/microbench.json
+	$(PY) benchmarks/hostile_memory.py --out $(BENCH_OUT)/hostile_memory.json
+
+# A long fuzz of the image header readers and the manifest loader (make test runs a short,
+# seeded one): any exception other than the project's own errors fails.
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	EDGEHISTO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/test_hostile_inputs.py tests/test_hostile_bundles.py -k fuzz
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .ruff_cache

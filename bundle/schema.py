@@ -1,16 +1,19 @@
 """Plain-code validation of a manifest before anything uses it (no validator library on a Pi).
 
 Every check raises ``UnsupportedManifest`` with a one-line message naming the field, so a
-malformed or hostile manifest ends as exit code 2, never as a traceback further down.
+malformed or hostile manifest ends as exit code 2, never as a traceback further down. The same
+rules are published for other implementations as JSON Schema (``manifest.schema.json`` beside
+this module); ``tests/test_hostile_bundles.py`` checks that the two agree.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from edgehisto.errors import UnsupportedManifest
 
+SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 OUTPUT_KINDS = ("sigmoid", "softmax")
 RESIZE_METHODS = ("bilinear", "area", "nearest", "bicubic")
 # Bounds that keep one tile's memory sane: a 4096x4096x3 float32 input is already 200 MB.

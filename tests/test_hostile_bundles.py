@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_exit_codes import assert_one_line_error, run
 
 from edgehisto.bundle.manifest import MANIFEST, load_bundle, sha256_of
@@ -150,3 +153,53 @@ def test_sessions_are_created_once_whatever_the_threads(bundle, monkeypatch):
     for thread in threads:
         thread.join()
     assert len(created) == 3  # backbone, head, head_gradient: one session each
+
+
+# Checks that span fields cannot be written in JSON Schema; the plain-code validator makes them.
+CROSS_FIELD = {"three classes on a sigmoid", "routing to an unknown stage", "routing from an unknown label",
+               "routing in a loop", "a stage file not listed in files"}
+
+
+def test_the_published_json_schema_accepts_the_real_manifest_and_rejects_what_the_validator_rejects(bundle):
+    jsonschema = pytest.importorskip("jsonschema")
+    from edgehisto.bundle.schema import SCHEMA_FILE
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    pristine = json.loads((bundle / MANIFEST).read_text())
+    assert list(validator.iter_errors(pristine)) == []
+    for case, (change, _) in MALFORMED.items():
+        manifest = json.loads(json.dumps(pristine))
+        change(manifest)
+        rejected = bool(list(validator.iter_errors(manifest)))
+        assert rejected == (case not in CROSS_FIELD), case
+
+
+# A short, seeded run in make test; `make fuzz` sets EDGEHISTO_FUZZ_EXAMPLES for a long one.
+FUZZ_EXAMPLES = int(os.environ.get("EDGEHISTO_FUZZ_EXAMPLES", "300"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                                   children, max_size=4),
+                    max_leaves=20),
+       st.sampled_from(["preprocess", "stages", "routing", "files", "entry_stage", "schema_version", "task",
+                        "preprocess.input_size", "preprocess.std", "stages.idc", "stages.idc.files",
+                        "stages.idc.class_names", "routing.idc"]))
+def test_fuzzed_manifests_raise_nothing_but_unsupported_manifest(pristine_manifest, tmp_path_factory, value, field):
+    manifest = json.loads(json.dumps(pristine_manifest))
+    try:
+        _set(field, value)(manifest)
+    except (KeyError, TypeError):
+        return  # the field's parent was replaced by something else: nothing to fuzz here
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    try:
+        load_bundle(folder, verify=False)
+    except UnsupportedManifest as error:
+        assert "\n" not in str(error)
+
+
+@pytest.fixture(scope="module")
+def pristine_manifest() -> dict:
+    return json.loads((embedded_bundles()[DEFAULT_MODEL] / MANIFEST).read_text())

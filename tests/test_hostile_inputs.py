@@ -417,6 +417,8 @@ def test_a_read_only_gradcam_directory_is_a_per_tile_error(tmp_path, default_cla
 
 
 # -- 10. a seeded fuzz of the header readers ----------------------------------------------------
+# A short, seeded run in make test; `make fuzz` sets EDGEHISTO_FUZZ_EXAMPLES for a long one.
+FUZZ_EXAMPLES = int(os.environ.get("EDGEHISTO_FUZZ_EXAMPLES", "400"))
 def _samples() -> list[bytes]:
     pixels = np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)
     encoded = [cv2.imencode(ext, pixels)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".tiff", ".webp")]
@@ -448,7 +450,7 @@ _MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM\x00\x00\x00\x00\x00\x00\x0
           b"RIFF\x00\x00\x00\x00WEBPVP8X", b"RIFF\x00\x00\x00\x00WEBPVP8L"]
 
 
-@settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_mutated_images(), st.builds(bytes.__add__, st.sampled_from(_MAGIC), st.binary(max_size=64))))
 def test_header_readers_and_decoding_raise_nothing_but_invalid_image(data):
     read_image_header(data)
