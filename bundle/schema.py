@@ -171,3 +171,17 @@ def validate_manifest(manifest) -> None:
     validate_files(manifest)
     validate_preprocess(manifest["preprocess"])
     validate_stages(manifest)
+    _validate_golden(manifest)
+
+
+def _validate_golden(manifest: dict) -> None:
+    """The golden set's files, which ``verify`` reads, are hashed files inside the bundle."""
+    golden = manifest.get("golden")
+    if golden is None:
+        return
+    if not isinstance(golden, dict) or not isinstance(golden.get("tiles"), list):
+        _fail("golden", "expected an object with a list of tiles")
+    for index, relative in enumerate([*golden["tiles"], golden.get("expected")]):
+        field = f"golden.tiles[{index}]" if index < len(golden["tiles"]) else "golden.expected"
+        if safe_relative_path(field, relative) not in manifest["files"]:
+            _fail(field, f"{relative!r} is not listed (with its sha256) in files")
