@@ -109,7 +109,7 @@ endif
 FUZZ_EXAMPLES ?= 20000
 fuzz: install
 	EDGEHISTO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
-		tests/test_hostile_inputs.py tests/test_hostile_bundles.py -k fuzz
+		tests/test_hostile_inputs.py tests/test_hostile_bundles.py -k "fuzz or header_readers"
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .ruff_cache

@@ -22,7 +22,9 @@ MAX_PIXELS_LIMIT = 1_000_000_000
 
 
 def _fail(field: str, problem: str) -> None:
-    raise UnsupportedManifest(f"manifest field {field}: {problem}")
+    message = f"manifest field {field}: {problem}"
+    # Field names come from the manifest's own keys: escape what would break the one line.
+    raise UnsupportedManifest("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 def _is_int(value) -> bool:
