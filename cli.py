@@ -31,6 +31,11 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Top-level modules of the [train] extra (pyproject.toml), named when a command needs one.
+TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "tf2onnx", "onnx", "ai_edge_litert", "sympy", "sklearn",
+                                 "matplotlib"})
+
+
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs."""
 
@@ -72,5 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except EdgehistoError as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as missing:
+        # The base install is the runtime only; training, export, parity, evaluate and the full
+        # bench need the [train] extra. Anything else missing is a real bug: let it show.
+        if (missing.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        click.echo(f"error: this command needs {missing.name}, which the runtime-only install lacks: "
+                   'pip install "edgehisto[train]"', err=True)
         sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)

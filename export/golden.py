@@ -13,6 +13,7 @@ whatever machine it runs on. The set holds:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -108,6 +109,33 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         "thresholds": Thresholds().to_dict(),
         "int8_portability_max_abs_prob_diff": PORTABILITY_MAX_ABS_PROB_DIFF,
     }
+
+
+def replace_golden_set(bundle_dir: Path, sources: list[Path], source: str) -> dict:
+    """Rewrite an exported bundle's golden set from other tiles; returns the updated manifest.
+
+    The embedded default uses this to carry synthetic golden tiles instead of tiles of the real
+    data it was trained on (those stay outside the repository and the wheel). The caller writes
+    the manifest (``exporter.write_manifest``) so that the new files are hashed.
+    """
+    import json
+
+    import keras
+
+    bundle_dir = Path(bundle_dir)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    shutil.rmtree(bundle_dir / GOLDEN_DIR, ignore_errors=True)
+    models: dict = {}
+
+    def reference(name: str):
+        entry = manifest["stages"][name]
+        if entry["reference_keras"] not in models:
+            models[entry["reference_keras"]] = keras.models.load_model(bundle_dir / entry["reference_keras"],
+                                                                       compile=False)
+        return models[entry["reference_keras"]], entry["reference_outputs"]
+
+    manifest["golden"] = {**write_golden_set(bundle_dir, manifest, sources, reference), "source": source}
+    return manifest
 
 
 def display_peaks(out_dir: Path, manifest: dict, calibration: np.ndarray) -> dict[str, float]:

@@ -64,6 +64,13 @@ def test_the_runtime_only_install_verifies_and_classifies_without_tensorflow(whe
         assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, timeout=60)
     assert done.returncode != 0, "the runtime-only install must not bring TensorFlow"
+    # Commands that need the [train] extra say so in one line and exit 2, never a traceback.
+    for args in (["train", "idc", str(tmp_path), "--out", str(tmp_path / "run")],
+                 ["export", str(tmp_path), "--out", str(tmp_path / "bundle")]):
+        done = subprocess.run([str(venv / "bin" / "edgehisto"), *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert 'pip install "edgehisto[train]"' in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
 
 
 def test_wheel_base_requirements_are_the_runtime_only(wheel):
