@@ -24,6 +24,14 @@ def _held_out_rows(bundle: Bundle) -> list[dict] | None:
         return list(csv.DictReader(handle))
 
 
+def held_out_relpaths(bundle: Bundle, data_dir: Path) -> set[str] | None:
+    """The bundle's held-out test tiles as relpaths, if every one of them is under ``data_dir``."""
+    rows = _held_out_rows(bundle)
+    if rows and all((Path(data_dir) / r["relpath"]).is_file() for r in rows):
+        return {r["relpath"] for r in rows}
+    return None
+
+
 def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
     """(root, relpaths, task-level labels) for parity gates and bench accuracy.
 

@@ -26,17 +26,21 @@ from edgehisto.bundle.manifest import PRECISIONS
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--allow-failed-parity", is_flag=True,
               help="Evaluate a bundle that failed (or never ran) its parity gates; the report says so.")
+@click.option("--all-tiles", is_flag=True,
+              help="Score every tile of DATA_DIR, not only the bundle's held-out test tiles found there.")
 def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, limit: int | None,
-             panel_n: int, top_k_percent: float, seed: int, batch_size: int, allow_failed_parity: bool) -> None:
+             panel_n: int, top_k_percent: float, seed: int, batch_size: int, allow_failed_parity: bool,
+             all_tiles: bool) -> None:
     """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
     stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
-    deletion test."""
+    deletion test. Only the bundle's held-out test tiles are scored when DATA_DIR holds them."""
     from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
 
     precisions = PRECISIONS if precision == "both" else (precision,)
     report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
                              top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
-                             allow_failed_parity=allow_failed_parity, log=lambda line: click.echo(line, err=True))
+                             allow_failed_parity=allow_failed_parity, all_tiles=all_tiles,
+                             log=lambda line: click.echo(line, err=True))
     for stem, result in report["results"].items():
         metrics, deletion = result["metrics"], result.get("deletion")
         line = (f"{stem}: accuracy {metrics['accuracy']:.4f}, balanced accuracy "

@@ -67,8 +67,14 @@ class TileOutcome:
         return self.true == self.predicted
 
 
-def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None) -> tuple[list[LabelledTile], int]:
-    """(tiles to evaluate, number of files the scan left out) for the bundle's task."""
+def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None,
+                 all_tiles: bool = False) -> tuple[list[LabelledTile], int, str]:
+    """(tiles to evaluate, files the scan left out, what was scored) for the bundle's task.
+
+    By default only the bundle's held-out test tiles are scored when they are all under
+    ``data_dir``: scoring the tiles a model was trained on would flatter it.
+    """
+    from edgehisto.data.labelled import held_out_relpaths
     from edgehisto.data.tasks import TASKS, breakhis_labels
 
     if bundle.task == "idc":
@@ -87,7 +93,16 @@ def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None) -> tuple[lis
     tiles = [LabelledTile(t.path, {s: int(v[i]) for s, v in truth.items() if v[i] >= 0}, t.mask_path,
                           (t.height, t.width) if t.height else None, int(labels[i]))
              for i, t in enumerate(dataset.tiles)]
-    return [tiles[i] for i in even_subsample(len(tiles), limit)], len(dataset.problems)
+    held_out = None if all_tiles else held_out_relpaths(bundle, Path(data_dir))
+    if held_out is not None:
+        tiles = [tile for tile, t in zip(tiles, dataset.tiles, strict=True) if t.relpath in held_out]
+        scope = f"the bundle's held-out test tiles ({len(held_out)})"
+    elif all_tiles:
+        scope = "every tile of the data folder (--all-tiles; training tiles included if they are there)"
+    else:
+        scope = ("every tile of the data folder: the bundle's held-out listing is not there, so training "
+                 "tiles may be included")
+    return [tiles[i] for i in even_subsample(len(tiles), limit)], len(dataset.problems), scope
 
 
 def routed_metrics(classifier: Classifier, bundle: Bundle, tiles: Sequence[LabelledTile]) -> dict:
@@ -231,7 +246,7 @@ def write_predictions(outcomes: Sequence[TileOutcome], class_names: Sequence[str
 def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions: Sequence[str] = PRECISIONS,
                     limit: int | None = None, panel_n: int = 4, top_k_percent: float = 20.0,
                     seed: int = 0, batch_size: int = 64, allow_failed_parity: bool = False,
-                    log: Callable[[str], None] = _LOG.info) -> dict:
+                    all_tiles: bool = False, log: Callable[[str], None] = _LOG.info) -> dict:
     """Evaluate every stage of a bundle at each precision; writes the report dir, returns its JSON.
 
     A bundle without passed parity gates is refused unless ``allow_failed_parity`` (then the
@@ -244,21 +259,24 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
 
     out_dir, bundle = Path(out_dir), load_bundle(bundle_dir)
     settings = {"precisions": list(precisions), "limit": limit, "panel_n": panel_n,
-                "top_k_percent": top_k_percent, "seed": seed}
+                "top_k_percent": top_k_percent, "seed": seed, "all_tiles": all_tiles}
     first = Classifier(bundle, precision=precisions[0], allow_failed_parity=allow_failed_parity)
-    tiles, n_problems = bundle_tiles(bundle, data_dir, limit)
-    log(f"evaluating {len(tiles)} tiles of {data_dir} ({sum(t.mask_path is not None for t in tiles)} "
+    tiles, n_problems, scope = bundle_tiles(bundle, data_dir, limit, all_tiles)
+    log(f"evaluating {len(tiles)} tiles of {data_dir}: {scope} ({sum(t.mask_path is not None for t in tiles)} "
         f"with lesion masks, {n_problems} files left out by the scan)")
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"bundle": str(bundle_dir), "data": str(data_dir), "task": bundle.task, "n_tiles": len(tiles),
-              "n_scan_problems": n_problems, "settings": settings, "results": {}, "failures": {},
+              "n_scan_problems": n_problems, "scope": scope, "settings": settings, "results": {}, "failures": {},
+              "stages_without_tiles": [],
               "parity_warning": first.warning}
     for precision in precisions:
         classifier = Classifier(bundle, precision=precision, allow_failed_parity=allow_failed_parity)
         outcomes, report["failures"][precision] = score_tiles(classifier, tiles, top_k_percent, seed,
                                                               batch_size, log)
         for stage_name, rows in outcomes.items():
-            if not rows:
+            if not rows:  # routing sent it nothing: say so rather than leave the stage out
+                report["stages_without_tiles"].append(f"{stage_name} ({precision})")
+                log(f"{file_stem(stage_name)}_{precision}: no tiles routed here")
                 continue
             stage, stem = bundle.stages[stage_name], f"{file_stem(stage_name)}_{precision}"
             metrics = classification_metrics([o.true for o in rows], [o.predicted for o in rows],
@@ -296,8 +314,10 @@ def write_summary(report: dict, path: Path) -> Path:
     """A short Markdown summary: key numbers in tables, then every figure, linked relatively."""
     k, results = report["settings"]["top_k_percent"], report["results"]
     lines = [f"# Evaluation of `{report['bundle']}`", "",
-             f"{report['n_tiles']} tiles of `{report['data']}` (task `{report['task']}`), onnxruntime CPU, "
-             "Grad-CAM of the predicted class. All numbers: [evaluation.json](evaluation.json).", "",
+             f"{report['n_tiles']} tiles of `{report['data']}` (task `{report['task']}`): {report['scope']}. "
+             "onnxruntime CPU, Grad-CAM of the predicted class. All numbers: [evaluation.json](evaluation.json).",
+             *([f"No tiles were routed to: {', '.join(report['stages_without_tiles'])}."]
+               if report["stages_without_tiles"] else []), "",
              "## Classification", "",
              "| stage | precision | n | accuracy | balanced accuracy | recall per class |",
              "|---|---|---:|---:|---:|---|"]

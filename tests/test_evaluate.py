@@ -133,7 +133,9 @@ def test_a_breakhis_bundle_reads_breakhis_data_and_says_when_it_is_missing(tmp_p
 def evaluation(idc_bundle, synth_idc_dir, tmp_path_factory):
     """(report dir, returned report, log lines) of one evaluation at both precisions."""
     out, lines = tmp_path_factory.mktemp("evaluation"), []
-    report = evaluate_bundle(idc_bundle, synth_idc_dir, out, limit=LIMIT, panel_n=3, log=lines.append)
+    # Every tile, not only the 21 held-out ones: these tests exercise the report on 60 tiles.
+    report = evaluate_bundle(idc_bundle, synth_idc_dir, out, limit=LIMIT, panel_n=3, all_tiles=True,
+                             log=lines.append)
     return out, report, lines
 
 
@@ -181,7 +183,7 @@ def test_summary_links_only_files_that_exist(evaluation):
 def test_localisation_is_in_unit_interval_and_counts_only_tiles_with_masks(evaluation, idc_bundle,
                                                                           synth_idc_dir):
     out, report, _ = evaluation
-    tiles, _ = bundle_tiles(load_bundle(idc_bundle), synth_idc_dir, LIMIT)
+    tiles, _, _ = bundle_tiles(load_bundle(idc_bundle), synth_idc_dir, LIMIT, all_tiles=True)
     masked = {str(t.path) for t in tiles if t.mask_path is not None}
     assert masked and all(t.truth["idc"] == 1 for t in tiles if t.mask_path is not None)
     for precision in ("fp32", "int8"):
@@ -221,3 +223,12 @@ def test_evaluate_command_exits_0_and_writes_only_the_asked_precision(idc_bundle
     assert "idc_fp32: accuracy" in result.output and "summary.md" in result.output
     assert (out / "idc_fp32.json").is_file() and not (out / "idc_int8.json").exists()
     assert cv2.imread(str(out / "panels" / "idc_fp32_grid2x2.png")) is not None
+
+
+def test_evaluate_scores_only_the_held_out_tiles_unless_asked_for_all(idc_bundle, synth_idc_dir):
+    bundle = load_bundle(idc_bundle)
+    held, _, scope = bundle_tiles(bundle, synth_idc_dir, None)
+    every, _, everything = bundle_tiles(bundle, synth_idc_dir, None, all_tiles=True)
+    test_rows = (idc_bundle / "reference" / "test_split.csv").read_text().splitlines()[1:]
+    assert len(held) == len(test_rows) < len(every)
+    assert "held-out" in scope and "--all-tiles" in everything
