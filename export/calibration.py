@@ -16,14 +16,6 @@ from edgehisto.bundle import tensors
 from edgehisto.bundle.preprocess import PreprocessSpec, load_resized, normalize
 
 
-def calibration_tiles(
-    data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
-) -> np.ndarray:
-    """Resized uint8 RGB tiles (count, h, w, 3): a seeded random draw from ``relpaths``."""
-    drawn = calibration_draw(relpaths, count, seed)
-    return np.stack([load_resized(Path(data_root) / relpath, spec) for relpath in drawn])
-
-
 def calibration_draw(relpaths: list[str], count: int, seed: int) -> list[str]:
     """The seeded random draw of calibration tiles, in ``relpaths`` order."""
     rng = np.random.default_rng(seed)
@@ -31,11 +23,16 @@ def calibration_draw(relpaths: list[str], count: int, seed: int) -> list[str]:
     return [relpaths[i] for i in sorted(chosen)]
 
 
+def preprocessed_tiles(data_root: Path, relpaths: list[str], spec: PreprocessSpec) -> np.ndarray:
+    """Float32 model inputs (n, h, w, 3) of tile files, preprocessed as the runtime does."""
+    return normalize(np.stack([load_resized(Path(data_root) / relpath, spec) for relpath in relpaths]), spec)
+
+
 def calibration_images(
     data_root: Path, relpaths: list[str], spec: PreprocessSpec, count: int, seed: int
 ) -> np.ndarray:
-    """Preprocessed float32 images (count, h, w, 3): the same draw as ``calibration_tiles``."""
-    return normalize(calibration_tiles(data_root, relpaths, spec, count, seed), spec)
+    """Preprocessed float32 images (count, h, w, 3) of the seeded draw (``calibration_draw``)."""
+    return preprocessed_tiles(data_root, calibration_draw(relpaths, count, seed), spec)
 
 
 class ImageCalibrationReader(CalibrationDataReader):

@@ -36,7 +36,7 @@ from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.provenance import provenance
 from edgehisto.data.splits import read_split
 from edgehisto.errors import ExportError
-from edgehisto.export.calibration import calibration_draw, calibration_images
+from edgehisto.export.calibration import calibration_draw, preprocessed_tiles
 from edgehisto.export.convert import OPSET, split_at, to_onnx
 from edgehisto.export.golden import display_peaks, write_golden_set
 from edgehisto.export.onnx_grad import build_gradient_model
@@ -150,8 +150,9 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = read_split(run_dir)
     train_rows = [r["relpath"] for r in rows if r["side"] == "train"]
-    calibration = calibration_images(Path(run_info["data_dir"]), train_rows, spec,
-                                     calibration_count, run_info["config"]["seed"])
+    # One draw of training tiles calibrates int8 and is the golden set's candidate pool.
+    drawn = calibration_draw(train_rows, calibration_count, run_info["config"]["seed"])
+    calibration = preprocessed_tiles(Path(run_info["data_dir"]), drawn, spec)
     stages, quantization = {}, {}
     shared: dict = {}
     stage_sources = stages_of_run(run_dir, run_info, gradcam_layer)
@@ -185,8 +186,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     for name, peak in display_peaks(out_dir, manifest, calibration).items():
         manifest["stages"][name]["gradcam_display_peak"] = peak
     log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
-    sources = [Path(run_info["data_dir"]) / relpath
-               for relpath in calibration_draw(train_rows, calibration_count, run_info["config"]["seed"])]
+    sources = [Path(run_info["data_dir"]) / relpath for relpath in drawn]
     manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared))
     write_manifest(out_dir, manifest)
     return out_dir / MANIFEST

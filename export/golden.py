@@ -28,9 +28,6 @@ from edgehisto.runtime.classifier import Classifier
 GOLDEN_DIR = "golden"
 EXPECTED = f"{GOLDEN_DIR}/expected.npz"
 GOLDEN_COUNT = 16
-# The clearest tiles are chosen: int8 legitimately flips near-ties, and the golden set tests the
-# machine, not the decision boundary. The full gates on hundreds of held-out tiles
-# (check-parity) still include every tile.
 # int8 outputs on another CPU vs those recorded at export: the cross-CPU portability gate.
 PORTABILITY_MAX_ABS_PROB_DIFF = 1e-3
 
@@ -44,6 +41,9 @@ def golden_tile(path: Path, spec: PreprocessSpec) -> np.ndarray:
 
 def choose_golden(entry_probabilities: np.ndarray, count: int = GOLDEN_COUNT) -> list[int]:
     """Indices of up to ``count`` tiles: round-robin over predicted classes, clearest first.
+
+    The clearest tiles are chosen because int8 legitimately flips near-ties, and the golden set
+    tests the machine, not the decision boundary; check-parity's gates still see every tile.
 
     Within a class, tiles are taken in order of decreasing top-1 margin (Keras probability of the
     top class minus the runner-up's).
@@ -120,21 +120,13 @@ def replace_golden_set(bundle_dir: Path, sources: list[Path], source: str) -> di
     """
     import json
 
-    import keras
+    from edgehisto.export.parity import KerasReferences
 
     bundle_dir = Path(bundle_dir)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     shutil.rmtree(bundle_dir / GOLDEN_DIR, ignore_errors=True)
-    models: dict = {}
-
-    def reference(name: str):
-        entry = manifest["stages"][name]
-        if entry["reference_keras"] not in models:
-            models[entry["reference_keras"]] = keras.models.load_model(bundle_dir / entry["reference_keras"],
-                                                                       compile=False)
-        return models[entry["reference_keras"]], entry["reference_outputs"]
-
-    manifest["golden"] = {**write_golden_set(bundle_dir, manifest, sources, reference), "source": source}
+    references = KerasReferences(Bundle(bundle_dir, manifest))
+    manifest["golden"] = {**write_golden_set(bundle_dir, manifest, sources, references.stage), "source": source}
     return manifest
 
 

@@ -38,13 +38,18 @@ class ParityReport(GateVerdict):
     reported: dict = field(default_factory=dict)
 
 
-class _References:
-    """Keras reference models of a bundle, loaded once per file, viewed per stage."""
+class KerasReferences:
+    """Keras reference models of a bundle, loaded once per file, viewed per stage.
+
+    ``stage(name)`` returns (model, output layer names), the ``reference`` callable the golden
+    set writer takes.
+    """
 
     def __init__(self, bundle: Bundle):
         self.bundle, self._models = bundle, {}
 
     def stage(self, name: str):
+        """(Keras model, output layer names) of one stage, loading its file on first use."""
         import keras
 
         entry = self.bundle.manifest["stages"][name]
@@ -72,7 +77,7 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     report = ParityReport(str(bundle_dir), str(root), len(relpaths), 0)
     runtimes = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in PRECISIONS}
-    references, keras_top1 = _References(bundle), {}
+    references, keras_top1 = KerasReferences(bundle), {}
     for name, stage in bundle.stages.items():
         model, outputs = references.stage(name)
         rows = np.flatnonzero(truth[name] >= 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, pearson
+from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
 from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, Bundle, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
@@ -133,8 +133,6 @@ def _routed_gate(report: VerifyReport, runtime: Classifier, bundle: Bundle, x: n
 
 def format_report(report: VerifyReport) -> str:
     """The gates as an aligned table with a verdict line naming the machine."""
-    from edgehisto.bundle.gates import format_gates
-
     lines = format_gates(report.gates, report.reported)
     verdict = "VERIFIED" if report.passed else "VERIFY FAILED"
     lines.append(f"{verdict}: {report.name} (manifest sha256 {report.manifest_sha256[:12]}) on {report.cpu}, "
