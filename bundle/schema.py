@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path, PurePosixPath
 
+from edgehisto.bundle.input_guard import ExpectedInput
 from edgehisto.errors import UnsupportedManifest
 
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
@@ -174,6 +175,7 @@ def validate_manifest(manifest) -> None:
     validate_preprocess(manifest["preprocess"])
     validate_stages(manifest)
     _validate_golden(manifest)
+    ExpectedInput.from_manifest(manifest)
 
 
 def _validate_golden(manifest: dict) -> None:

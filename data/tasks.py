@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.input_guard import ExpectedInput
+
 
 @dataclass(frozen=True)
 class LabelledTiles:
@@ -30,6 +32,7 @@ class TaskSpec:
     routing: dict[str, dict[str, str]]
     stage_labels: Callable[[np.ndarray], dict[str, np.ndarray]]
     scan: Callable[[Path], LabelledTiles]
+    expected_input: ExpectedInput | None = None  # written into every bundle of the task
 
 
 def _idc_scan(root: Path) -> LabelledTiles:
@@ -63,8 +66,11 @@ def _breakhis_stage_labels(labels: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+# An IDC patch is 50x50 (edge patches are smaller and get padded); a BreaKHis field is 700x460
+# at 40-400X (the shared copy is downscaled to 350x230). Scale bounds leave room for both.
 IDC = TaskSpec("idc", {"idc": ("IDC-negative", "IDC-positive")}, {},
-               lambda labels: {"idc": np.asarray(labels, np.int64)}, _idc_scan)
+               lambda labels: {"idc": np.asarray(labels, np.int64)}, _idc_scan,
+               ExpectedInput("an IDC patch of H&E tissue", (50, 50), 0.5, 2.0, 1.5))
 BREAKHIS = TaskSpec(
     "breakhis",
     {"binary": ("benign", "malignant"), "benign_subtype": ("A", "F", "PT", "TA"),
@@ -72,6 +78,7 @@ BREAKHIS = TaskSpec(
     {"binary": {"benign": "benign_subtype", "malignant": "malignant_subtype"}},
     _breakhis_stage_labels,
     _breakhis_scan,
+    ExpectedInput("a BreaKHis H&E field at 40-400X", (460, 700), 0.4, 2.5, 1.35),
 )
 TASKS = {task.name: task for task in (IDC, BREAKHIS)}
 END_TO_END_CLASSES = {"idc": IDC.stages["idc"], "breakhis": ("A", "F", "PT", "TA", "DC", "LC", "MC", "PC")}

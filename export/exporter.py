@@ -35,6 +35,7 @@ from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha2
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.provenance import provenance
 from edgehisto.data.splits import read_split
+from edgehisto.data.tasks import TASKS
 from edgehisto.errors import ExportError
 from edgehisto.export.calibration import calibration_draw, preprocessed_tiles
 from edgehisto.export.convert import OPSET, split_at, to_onnx
@@ -169,6 +170,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "task": run_info["task"],
         "name": out_dir.name,
         "preprocess": spec.to_dict(),
+        **_expected_input(run_info["task"]),
         "entry_stage": next(iter(stages)),
         "arch": run_info.get("arch", "single"),
         "routing": run_info.get("routing", {}),
@@ -190,6 +192,12 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared))
     write_manifest(out_dir, manifest)
     return out_dir / MANIFEST
+
+
+def _expected_input(task: str) -> dict:
+    """The manifest's ``expected_input`` of a task (the runtime's input guard), if it declares one."""
+    declared = TASKS[task].expected_input if task in TASKS else None
+    return {"expected_input": declared.to_dict()} if declared else {}
 
 
 def _reference_models(sources: dict[str, StageSource], shared: dict):

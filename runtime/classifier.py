@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
+from edgehisto.bundle.input_guard import ExpectedInput
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle, read_verified
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import normalize, resize_tile
@@ -108,6 +109,7 @@ class Classifier:
         self.warning = f"{problem}; used because parity checks were overridden" if problem else None
         self.precision = precision
         self.spec = self.bundle.preprocess
+        self.expected_input = ExpectedInput.from_manifest(self.bundle.manifest)
         self.stages = self.bundle.stages
         self._threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -163,8 +165,9 @@ class Classifier:
     def classify_arrays(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[TileResult]:
         """Classify 8-bit RGB arrays (H, W, 3) held in memory."""
         resized, x = self.preprocess(images)
-        results = [TileResult(path=f"<array {i}>", image=resized[i], warning=self.warning)
-                   for i in range(len(images))]
+        results = [TileResult(path=f"<array {i}>", image=resized[i],
+                              warning=self._warning_for(np.asarray(image).shape[:2]))
+                   for i, image in enumerate(images)]
         self._run(x, results, gradcam)
         _refuse_non_finite(results)
         return results
@@ -189,7 +192,10 @@ class Classifier:
             for path in chunk:
                 result = TileResult(path=str(path), warning=self.warning)
                 try:
-                    result.image = self._load_tile(path, max_file_bytes)
+                    rgb = decode_rgb(read_tile_file(path, max_file_bytes), max_pixels=self.spec.max_pixels,
+                                     min_side=self.spec.min_side)
+                    result.warning = self._warning_for(rgb.shape[:2])
+                    result.image = resize_tile(rgb, self.spec)
                 except EdgehistoError as error:
                     result.error = str(error)
                 except OSError as error:
@@ -204,11 +210,10 @@ class Classifier:
             results.extend(batch)
         return results
 
-    def _load_tile(self, path: str | Path, max_file_bytes: int) -> np.ndarray:
-        """Read, decode, pad and resize one tile file into uint8 model input."""
-        rgb = decode_rgb(read_tile_file(path, max_file_bytes), max_pixels=self.spec.max_pixels,
-                         min_side=self.spec.min_side)
-        return resize_tile(rgb, self.spec)
+    def _warning_for(self, size: tuple[int, int]) -> str | None:
+        """The bundle-level warning and the input guard's (``bundle/input_guard.py``), joined."""
+        guard = self.expected_input.check(*size) if self.expected_input else None
+        return "; ".join(w for w in (self.warning, guard) if w) or None
 
     def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
         """Run the entry stage, then each routed stage on the rows routed to it."""

@@ -86,6 +86,8 @@ MALFORMED = {
                                          "inside the bundle"),
     "a stage file not listed in files": (lambda m: m["files"].pop("idc/head.onnx"), "not listed"),
     "a malformed sha256": (lambda m: m["files"]["idc/head.onnx"].update({"sha256": "abc"}), "sha256"),
+    "expected_input without its size": (lambda m: m["expected_input"].pop("size"), "expected_input"),
+    "expected_input scale bounds reversed": (_set("expected_input.min_scale", 3.0), "expected_input"),
     "a golden tile outside the bundle": (lambda m: m["golden"]["tiles"].append("../../secret.png"),
                                          "golden.tiles"),
 }

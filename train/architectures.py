@@ -74,15 +74,31 @@ def _densenet_backbone(inputs, weights: str | None):
     """DenseNet121 without its top, on ``inputs``; its last activation is the layer ``relu``.
 
     ``weights``: None (from scratch), "imagenet" (the no-top file already in the local Keras
-    cache; nothing is downloaded) or a path to a weight file.
+    cache; nothing is downloaded), a path to a weight file, or a ``.keras`` model with a
+    DenseNet121 backbone (in-domain pretraining, ``train/starts.py``) whose layers are copied by name.
     """
     base = keras.applications.DenseNet121(include_top=False, weights=None, input_tensor=inputs)
     if weights is not None:
-        base.load_weights(str(resolve_weights(weights)))
+        path = resolve_weights(weights)
+        if path.suffix == ".keras":  # a whole trained model (e.g. IDC pretraining): take its backbone layers
+            _copy_backbone_weights(base, keras.models.load_model(path, compile=False))
+        else:
+            base.load_weights(str(path))
     for layer in base.layers:  # see BN_MOMENTUM
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
     return base.output
+
+
+def _copy_backbone_weights(base, source) -> None:
+    """Copy every weighted layer of ``base`` from the same-named layer of ``source``; all must exist."""
+    by_name = {layer.name: layer for layer in source.layers}
+    weighted = [layer for layer in base.layers if layer.weights]
+    missing = [layer.name for layer in weighted if layer.name not in by_name]
+    if missing:
+        raise ValueError(f"the weight model lacks {len(missing)} backbone layers (first: {missing[0]})")
+    for layer in weighted:
+        layer.set_weights(by_name[layer.name].get_weights())
 
 
 def resolve_weights(weights: str):

@@ -18,6 +18,7 @@ from edgehisto.train.breakhis import ARCH_MODELS, BreakhisConfig
 from edgehisto.train.fit import SPLIT_METHODS, FitConfig
 from edgehisto.train.idc import DEFAULT_MODEL, TrainConfig
 from edgehisto.train.models import MODELS, model_names
+from edgehisto.train.starts import START_SCRATCH, CVConfig, PretrainConfig
 
 
 def _progress(line: str) -> None:
@@ -132,3 +133,58 @@ def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str,
         raise click.ClickException(str(missing)) from None
     for stage, m in metrics.items():
         click.echo(f"{run_dir}: {stage}: accuracy {m['accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}")
+
+
+@train.command("pretrain-idc")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to create (backbone.keras, pretrain.json, history).")
+@config_option(PretrainConfig, "input_size", "--input-size", type=click.IntRange(32, 512),
+               help="Patch side; 64 matches a 100X BreaKHis field resized to 128 in microns per pixel.")
+@config_option(PretrainConfig, "epochs", "--epochs", type=click.IntRange(min=1))
+@config_option(PretrainConfig, "batch_size", "--batch-size", type=click.IntRange(min=1))
+@config_option(PretrainConfig, "learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@config_option(PretrainConfig, "seed", "--seed", type=int)
+def pretrain_idc_cmd(data_dir: Path, out_dir: Path, **options) -> None:
+    """Pretrain a DenseNet121 backbone on real IDC patches, for `train breakhis --weights`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.train.starts import pretrain_idc
+
+    record = pretrain_idc(data_dir, out_dir, PretrainConfig(**options), log=_progress)
+    click.echo(f"{out_dir / 'backbone.keras'}: IDC val balanced accuracy "
+               f"{record['val_metrics']['balanced_accuracy']:.4f}")
+
+
+def _parse_start(value: str) -> tuple[str, str | None]:
+    if value == START_SCRATCH:
+        return value, None
+    name, sep, path = value.partition("=")
+    if not sep or not name or not Path(path).is_file():
+        raise click.BadParameter(f"{value!r}: expected 'scratch' or NAME=WEIGHT_FILE (an existing file)",
+                                 param_hint="--start")
+    return name, path
+
+
+@train.command("breakhis-cv")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to create (cv.json after every fold, cv.png).")
+@click.option("--start", "starts", multiple=True, default=(START_SCRATCH,), show_default=True,
+              help="'scratch' or NAME=WEIGHT_FILE (e.g. idc=runs/pretrain/backbone.keras); repeatable.")
+@config_option(CVConfig, "folds", "--folds", type=click.IntRange(min=2))
+@config_option(CVConfig, "epochs", "--epochs", type=click.IntRange(min=1))
+@config_option(CVConfig, "batch_size", "--batch-size", type=click.IntRange(min=1))
+@config_option(CVConfig, "learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@config_option(CVConfig, "split_key", "--split-key", type=click.Choice(get_args(SplitKey)))
+@config_option(CVConfig, "seed", "--seed", type=int)
+def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
+    """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.train.starts import grouped_cv
+
+    parsed = dict(_parse_start(s) for s in starts)
+    record = grouped_cv(data_dir, out_dir, parsed, CVConfig(**options), log=_progress)
+    for name, levels in record["summary"].items():
+        image = levels["image"]["balanced_accuracy"]
+        click.echo(f"{name}: held-out balanced accuracy {image['mean']:.3f} ± {image['sd']:.3f} "
+                   f"over {levels['image']['folds']} folds")

@@ -1,0 +1,74 @@
+"""What a bundle's model expects to see, and the warning when an input is far from it.
+
+The manifest's optional ``expected_input`` declares the kind of image the model was trained on::
+
+    "expected_input": {"description": "a 50x50 IDC patch (40X)", "size": [50, 50],
+                       "min_scale": 0.5, "max_scale": 2.0, "max_aspect_change": 1.35}
+
+The rule, for an input of height h and width w against the declared size (H, W):
+
+- scale = sqrt(h * w / (H * W)), the linear size ratio by area. It must lie within
+  [min_scale, max_scale].
+- aspect change = max(r, 1 / r) where r = (w / h) / (W / H). It must be at most
+  max_aspect_change. A portrait field is turned (h and w swapped) before comparing, because a
+  rotated field is the same kind of image.
+
+Outside either bound, the record carries a ``warning`` that names the input's size and what the
+model expects. The label is still given. Bundles without ``expected_input`` get no such warning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from edgehisto.errors import UnsupportedManifest
+
+
+@dataclass(frozen=True)
+class ExpectedInput:
+    """The declared input kind of a bundle (see the module docstring for the rule)."""
+
+    description: str
+    size: tuple[int, int]  # (height, width)
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    max_aspect_change: float = 1.35
+
+    def to_dict(self) -> dict:
+        """The manifest's ``expected_input`` object."""
+        return {"description": self.description, "size": list(self.size), "min_scale": self.min_scale,
+                "max_scale": self.max_scale, "max_aspect_change": self.max_aspect_change}
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> ExpectedInput | None:
+        """The manifest's declaration, or None when it has none; raises ``UnsupportedManifest`` if malformed."""
+        data = manifest.get("expected_input")
+        if data is None:
+            return None
+        try:
+            height, width = (int(v) for v in data["size"])
+            made = cls(str(data["description"]), (height, width), float(data["min_scale"]),
+                       float(data["max_scale"]), float(data["max_aspect_change"]))
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise UnsupportedManifest(f"manifest field expected_input: malformed ({type(error).__name__})") from None
+        numbers = (made.min_scale, made.max_scale, made.max_aspect_change)
+        if not (min(made.size) >= 1 and all(math.isfinite(v) for v in numbers)
+                and 0 < made.min_scale <= 1 <= made.max_scale and made.max_aspect_change >= 1):
+            raise UnsupportedManifest("manifest field expected_input: sizes >= 1 and "
+                                      "0 < min_scale <= 1 <= max_scale, max_aspect_change >= 1 expected")
+        return made
+
+    def check(self, height: int, width: int) -> str | None:
+        """The warning for an input of this size, or None when it is the expected kind."""
+        expected_h, expected_w = self.size
+        scale = math.sqrt(height * width / (expected_h * expected_w))
+        h, w = height, width
+        if (h > w) != (expected_h > expected_w) and h != w and expected_h != expected_w:
+            h, w = w, h  # a turned field
+        ratio = (w / h) / (expected_w / expected_h)
+        aspect = max(ratio, 1 / ratio)
+        if self.min_scale <= scale <= self.max_scale and aspect <= self.max_aspect_change:
+            return None
+        return (f"input is {width}x{height}, far from what this model expects ({self.description}, "
+                f"{expected_w}x{expected_h}); the label is given but may be meaningless")
