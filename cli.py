@@ -23,17 +23,21 @@ COMMANDS: dict[str, str] = {
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
     "default-model": "edgehisto.export.cli_default_model:default_model",
+    "breakhis-model": "edgehisto.export.cli_breakhis_model:breakhis_model",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
     "models": "edgehisto.runtime.cli_models:models",
     "verify": "edgehisto.runtime.cli_verify:verify",
+    "serve": "edgehisto.kiosk.cli_serve:serve",
 }
 
 
 # Top-level modules of the [train] extra (pyproject.toml), named when a command needs one.
 TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "tf2onnx", "onnx", "ai_edge_litert", "sympy", "sklearn",
                                  "matplotlib"})
+# ... and of the [kiosk] extra (edgehisto serve).
+KIOSK_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "starlette", "python_multipart"})
 
 
 class LazyGroup(click.Group):
@@ -81,9 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as missing:
         # The base install is the runtime only; training, export, parity, evaluate and the full
         # bench need the [train] extra. Anything else missing is a real bug: let it show.
-        if (missing.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+        top = (missing.name or "").split(".")[0]
+        extra = "train" if top in TRAIN_EXTRA_MODULES else "kiosk" if top in KIOSK_EXTRA_MODULES else None
+        if extra is None:
             raise
         click.echo(f"error: this command needs {missing.name}, which the runtime-only install lacks: "
-                   'pip install "edgehisto[train]"', err=True)
+                   f'pip install "edgehisto[{extra}]"', err=True)
         sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,20 +186,34 @@ class Classifier:
         Only regular files of at most ``max_file_bytes`` are read (checked with ``stat``
         first); results come back in the order of ``paths``.
         """
+        sources = [(str(path), lambda path=path: read_tile_file(path, max_file_bytes)) for path in paths]
+        return self._classify_sources(sources, gradcam, batch_size)
+
+    def classify_bytes(self, named: Iterable[tuple[str, bytes]], gradcam: bool = False,
+                       batch_size: int = 32) -> list[TileResult]:
+        """Classify encoded image files held in memory, as (name, bytes) pairs (e.g. uploads).
+
+        Each result's ``path`` is the given name; decoding, checks and errors are those of
+        ``classify_paths``, so a file gives the same record whichever way it arrives.
+        """
+        return self._classify_sources([(name, lambda data=data: data) for name, data in named], gradcam, batch_size)
+
+    def _classify_sources(self, sources: list[tuple[str, Callable[[], bytes]]], gradcam: bool,
+                          batch_size: int) -> list[TileResult]:
+        """Read, decode and classify (name, reader) pairs in batches; a bad one gets an ``error``."""
         results = []
-        for chunk in _chunks(list(paths), batch_size):
+        for chunk in _chunks(sources, batch_size):
             loaded, batch = [], []
-            for path in chunk:
-                result = TileResult(path=str(path), warning=self.warning)
+            for name, read in chunk:
+                result = TileResult(path=name, warning=self.warning)
                 try:
-                    rgb = decode_rgb(read_tile_file(path, max_file_bytes), max_pixels=self.spec.max_pixels,
-                                     min_side=self.spec.min_side)
+                    rgb = decode_rgb(read(), max_pixels=self.spec.max_pixels, min_side=self.spec.min_side)
                     result.warning = self._warning_for(rgb.shape[:2])
                     result.image = resize_tile(rgb, self.spec)
                 except EdgehistoError as error:
                     result.error = str(error)
                 except OSError as error:
-                    result.error = f"cannot read file: {describe_os_error(error, path)}"
+                    result.error = f"cannot read file: {describe_os_error(error, name)}"
                 else:
                     loaded.append(result)
                 batch.append(result)

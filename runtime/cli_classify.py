@@ -16,7 +16,8 @@ from edgehisto.bundle.manifest import PRECISIONS
 @click.command("classify")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "bundle_dir", default=None, type=click.Path(path_type=Path),
-              help="Bundle directory (default: the embedded default model).")
+              help="An embedded model's name (idc, breakhis; see `edgehisto models`) or a bundle directory. "
+                   "Default: the embedded IDC model.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
 @click.option("--gradcam", "gradcam_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write a Grad-CAM overlay PNG and the raw map (.npy) per tile and stage here.")

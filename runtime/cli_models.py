@@ -12,7 +12,9 @@ import click
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Run each bundle's golden set on this machine (about a second per bundle).")
 def models(as_json: bool, verify: bool) -> None:
-    """List the embedded bundles (the default is used when classify gets no --model).
+    """List the embedded bundles and the names that select them (classify --model NAME).
+
+    The default is used when classify gets no --model.
 
     Each shows its stored parity verdict (from export) and, with --verify, this machine's
     ``edgehisto verify`` verdict.
@@ -28,8 +30,11 @@ def models(as_json: bool, verify: bool) -> None:
     for row in rows:
         marker = " (default)" if row["default"] else ""
         here = {True: "passes", False: "FAILS", None: "not run"}[row["verified_here"]]
-        click.echo(f"{row['name']}{marker}: task {row['task']}, input {row['input_size'][0]}x{row['input_size'][1]}, "
-                   f"{row['size_mb']} MB, sha256 {row['manifest_sha256'][:12]}")
+        click.echo(f"{' / '.join(row['names'])}{marker}: task {row['task']} ({row['arch']}), "
+                   f"model input {row['input_size'][0]}x{row['input_size'][1]}, {row['size_mb']} MB "
+                   f"({', '.join(row['precisions'])}), manifest sha256 {row['manifest_sha256'][:12]}")
+        if row["expects"]:
+            click.echo(f"  expects: {row['expects']}")
         click.echo(f"  parity at export: {'passed' if row['parity_passed'] else 'NOT passed'}; "
                    f"verify on this machine ({row['cpu']}): {here}")
         click.echo(f"  {row['path']}")

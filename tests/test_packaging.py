@@ -31,7 +31,9 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_every_stage_package_and_no_tests(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("edgehisto/__main__.py", "edgehisto/cli.py", "edgehisto/runtime/classifier.py",
-                   "edgehisto/data/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py"):
+                   "edgehisto/data/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py",
+                   "edgehisto/kiosk/app.py", "edgehisto/kiosk/static/index.html", "edgehisto/kiosk/static/kiosk.js",
+                   "edgehisto/kiosk/static/kiosk.css"):
         assert module in names, module
     assert not any(name.startswith(("tests/", "edgehisto/tests/")) for name in names)
     if (ROOT / "runtime" / "models" / "idc-default" / "manifest.json").exists():
@@ -64,13 +66,14 @@ def test_the_runtime_only_install_verifies_and_classifies_without_tensorflow(whe
         assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, timeout=60)
     assert done.returncode != 0, "the runtime-only install must not bring TensorFlow"
-    # Commands that need the [train] extra say so in one line and exit 2, never a traceback.
-    for args in (["train", "idc", str(tmp_path), "--out", str(tmp_path / "run")],
-                 ["export", str(tmp_path), "--out", str(tmp_path / "bundle")]):
+    # Commands that need an extra say which in one line and exit 2, never a traceback.
+    for extra, args in (("train", ["train", "idc", str(tmp_path), "--out", str(tmp_path / "run")]),
+                        ("train", ["export", str(tmp_path), "--out", str(tmp_path / "bundle")]),
+                        ("kiosk", ["serve", "--port", "1"])):
         done = subprocess.run([str(venv / "bin" / "edgehisto"), *args], capture_output=True, text=True,
                               cwd=tmp_path, timeout=300)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
-        assert 'pip install "edgehisto[train]"' in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+        assert f'pip install "edgehisto[{extra}]"' in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
 
 
 def test_wheel_base_requirements_are_the_runtime_only(wheel):

@@ -1,0 +1,35 @@
+"""``edgehisto breakhis-model --data DIR RUN:BUNDLE...``: choose and install the embedded BreaKHis bundle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from edgehisto.export.cli_default_model import RunBundle
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("breakhis-model")
+@click.argument("candidates", nargs=-1, required=True, type=RunBundle(), metavar="RUN:BUNDLE...")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The BreaKHis images the candidates were trained on (val patients choose, test are reported).")
+@click.option("--cv", "cv", type=_FILE, default=None, help="cv.json of `train breakhis-cv`, quoted by the card.")
+@click.option("--pretrain", "pretrain", type=_FILE, default=None,
+              help="pretrain.json of `train pretrain-idc`, quoted by the card.")
+def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv: Path | None,
+                   pretrain: Path | None) -> None:
+    """Choose the embedded BreaKHis model among trained and exported candidates and install it.
+
+    The candidate with the best int8 binary balanced accuracy on the val patients wins. It is
+    installed with a synthetic golden set, its model card and without the development-only files
+    (Keras reference, TFLite). Needs the [train] extra.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.export.breakhis_model import install
+
+    installed = install(list(candidates), data_dir, cv=cv, pretrain=pretrain,
+                        log=lambda line: click.echo(line, err=True))
+    click.echo(f"installed {installed.dest} ({installed.total_bytes / 1e6:.2f} MB)")

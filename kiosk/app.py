@@ -1,0 +1,340 @@
+"""The kiosk application: one page and a small JSON API over a ``Classifier`` (FastAPI + uvicorn).
+
+Nothing is written to disk: uploads are parsed in memory (bounded by ``guards.BodyLimit``) and
+the history of results is an in-memory ring of ``history`` entries. The bundle is verified on this
+machine before the first request (``runtime.verify``); a failed check turns the page's banner red,
+makes ``/api/health`` answer 503 and ``/api/classify`` refuse to classify.
+
+API (JSON):
+    GET  /api/health          200 {"status": "ok", ...} or 503 {"status": "verification failed", ...}
+    GET  /api/model           manifest summary, verification, intended use and the model card text
+    POST /api/classify        an image (multipart field ``file``, or the raw bytes as the body);
+                              200 {"id", "record", "latency_ms", "images"} where ``record`` is what
+                              ``edgehisto classify --format json`` prints for that file; a bad image
+                              gives 415/422 {"error", "record"}; a full queue 503 + Retry-After
+    GET  /api/latest          {"id": newest result id or null}
+    GET  /api/history         newest first: [{"id", "name", "label", "subtype", "source", "time"}]
+    GET  /api/results/{id}    one result as /api/classify returned it (404 once it left the ring)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from edgehisto import __version__
+from edgehisto.bundle.image_headers import sniff_format
+from edgehisto.bundle.manifest import MANIFEST, Bundle
+from edgehisto.errors import EdgehistoError
+from edgehisto.kiosk.guards import Admission, BodyLimit, Busy, SecurityHeaders, read_bounded, too_large
+from edgehisto.runtime.classifier import Classifier, TileResult
+from edgehisto.runtime.gradcam import overlay
+from edgehisto.runtime.inputs import read_tile_file
+from edgehisto.runtime.registry import MODELS_DIR, names_of, resolve_bundle
+from edgehisto.runtime.verify import cpu_kind, verify_bundle
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_MB = 20
+INTENDED_USE = "Research and demonstration, not a diagnostic device."
+WATCH_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+RETRY_AFTER_SECONDS = 2
+
+
+@dataclass
+class KioskSettings:
+    """What ``edgehisto serve`` configures; every field has the documented default."""
+
+    model: str | Path | None = None  # an embedded model's name, a bundle directory, or the default
+    precision: str = "int8"
+    watch_dir: Path | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20
+    workers: int = 1
+    queue: int = 4
+    history: int = 12
+    watch_interval_s: float = 1.0
+
+
+@dataclass
+class Kiosk:
+    """The served model, its on-device verification, and the ring of recent results."""
+
+    settings: KioskSettings
+    bundle: Bundle
+    classifier: Classifier
+    verification: dict
+    history: collections.deque = field(default_factory=collections.deque)
+    next_id: int = 1
+
+    @classmethod
+    def start(cls, settings: KioskSettings) -> Kiosk:
+        """Load and verify the bundle (raises ``EdgehistoError`` if it cannot be loaded at all)."""
+        bundle = resolve_bundle(settings.model)
+        try:
+            report = verify_bundle(bundle, precisions=(settings.precision,))
+            verification = {"passed": report.passed, "cpu": cpu_kind(),
+                            "failed_gates": [g.name for g in report.gates if not g.passed]}
+        except EdgehistoError as error:
+            verification = {"passed": False, "cpu": cpu_kind(), "failed_gates": [], "error": str(error)}
+        classifier = Classifier(bundle, precision=settings.precision, threads=1)
+        return cls(settings, bundle, classifier, verification, collections.deque(maxlen=settings.history))
+
+    def summary(self) -> dict:
+        """The always-visible facts about the served model."""
+        manifest = self.bundle.manifest
+        card = self.bundle.path / "MODEL_CARD.md"
+        provenance = manifest.get("provenance", {})
+        embedded = self.bundle.path.resolve().parent == MODELS_DIR.resolve()
+        return {
+            "name": names_of(self.bundle.path.name)[0] if embedded else manifest.get("name", self.bundle.path.name),
+            "task": manifest["task"], "arch": manifest.get("arch", "single"),
+            "version": f"exported {provenance.get('created', 'at an unknown time')[:10]} by edgehisto "
+                       f"{provenance.get('versions', {}).get('edgehisto', '?')}",
+            "sha256": hashlib.sha256((self.bundle.path / MANIFEST).read_bytes()).hexdigest(),
+            "precision": self.settings.precision,
+            "classes": {s: v["class_names"] for s, v in manifest["stages"].items()},
+            "routing": manifest.get("routing", {}),
+            "expected_input": (manifest.get("expected_input") or {}).get("description"),
+            "intended_use": _intended_use(card),
+            "has_model_card": card.is_file(),
+            "watching": self.settings.watch_dir is not None,
+            "verification": self.verification,
+            "max_upload_mb": self.settings.max_upload_bytes / 2**20,
+        }
+
+    def classify(self, name: str, data: bytes, source: str) -> dict:
+        """Classify one encoded image with Grad-CAM; the result entry (kept in the ring if it worked)."""
+        started = time.perf_counter()
+        (result,) = self.classifier.classify_bytes([(name, data)], gradcam=True)
+        entry = {"record": result.to_record(), "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                 "source": source, "time": time.strftime("%H:%M:%S")}
+        if result.ok:
+            entry["images"] = self._images(result)
+        if result.ok or source == "watch":  # a bad capture is shown too; a bad upload is the caller's
+            entry["id"] = self.next_id
+            self.next_id += 1
+            self.history.appendleft(entry)
+        return entry
+
+    def _images(self, result: TileResult) -> dict:
+        peaks = {n: s.gradcam_display_peak for n, s in self.classifier.stages.items()}
+        return {"tile": _data_url(result.image),
+                "overlays": {s.stage: _data_url(overlay(result.image, s.cam, peak=peaks.get(s.stage)))
+                             for s in result.stages if s.cam is not None}}
+
+    def find(self, result_id: int) -> dict | None:
+        """A result still in the ring, by id."""
+        return next((e for e in self.history if e["id"] == result_id), None)
+
+
+def _intended_use(card: Path) -> str:
+    if card.is_file():
+        for line in card.read_text(encoding="utf-8", errors="replace").splitlines():
+            if "not a diagnostic device" in line:
+                return re.sub(r"[*_`]", "", line).strip()
+    return INTENDED_USE
+
+
+def _data_url(rgb: np.ndarray) -> str:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("cannot encode a PNG")
+    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+
+
+def display_name(raw: str | None) -> str:
+    """The upload's file name for display only: its last path part, at most 120 characters."""
+    if not raw:
+        return "upload"
+    name = PureWindowsPath(PurePosixPath(raw).name).name
+    return (name or "upload")[:120]
+
+
+def multipart_file(content_type: str, body: bytes) -> tuple[str | None, bytes]:
+    """(file name, bytes) of the first file part of a multipart/form-data body, parsed in memory.
+
+    Raises ``ValueError`` naming what is wrong (no boundary, no file part, malformed body).
+    """
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ValueError("multipart upload without a boundary")
+    parts: list[dict] = []
+    state = {"field": bytearray(), "value": bytearray()}
+
+    def begin() -> None:
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def header_end() -> None:
+        parts[-1]["headers"][bytes(state["field"]).lower()] = bytes(state["value"])
+        state["field"].clear()
+        state["value"].clear()
+
+    callbacks = {
+        "on_part_begin": begin, "on_header_end": header_end,
+        "on_header_field": lambda d, s, e: state["field"].extend(d[s:e]),
+        "on_header_value": lambda d, s, e: state["value"].extend(d[s:e]),
+        "on_part_data": lambda d, s, e: parts[-1]["data"].extend(d[s:e]),
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as error:  # the parser's own errors: a malformed body, whatever the detail
+        raise ValueError(f"malformed multipart upload ({type(error).__name__})") from None
+    for part in parts:
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        if b"filename" in disposition or disposition.get(b"name") == b"file":
+            filename = disposition.get(b"filename")
+            return (filename.decode("utf-8", "replace") if filename else None), bytes(part["data"])
+    raise ValueError("multipart upload without a file part (send the image as the field 'file')")
+
+
+def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
+    """The ASGI application (wrapped in the body limit and the security headers)."""
+    kiosk = kiosk or Kiosk.start(settings)
+    admission = Admission(settings.workers, settings.queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        watcher = asyncio.create_task(watch(kiosk, admission, settings)) if settings.watch_dir else None
+        yield
+        if watcher is not None:
+            watcher.cancel()
+
+    app = FastAPI(title="edgehisto kiosk", version=__version__, docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/openapi.json", lifespan=lifespan)
+    app.state.kiosk = kiosk
+
+    def busy() -> JSONResponse:
+        return JSONResponse({"error": "busy: the classification queue is full, try again shortly"}, 503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str):
+        # Only the files shipped beside this module, looked up by exact name: no path reaches the disk.
+        shipped = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        if name not in shipped:
+            return JSONResponse({"error": "not found"}, 404)
+        return FileResponse(shipped[name])
+
+    @app.get("/model-card", include_in_schema=False)
+    def model_card():
+        card = kiosk.bundle.path / "MODEL_CARD.md"
+        if not card.is_file():
+            return PlainTextResponse("This bundle has no model card.", 404)
+        return PlainTextResponse(card.read_text(encoding="utf-8", errors="replace"))
+
+    @app.get("/api/health")
+    def health():
+        ok = kiosk.verification["passed"]
+        body = {"status": "ok" if ok else "verification failed", "verification": kiosk.verification,
+                "queue": admission.admitted}
+        return JSONResponse(body, 200 if ok else 503)
+
+    @app.get("/api/model")
+    def model():
+        card = kiosk.bundle.path / "MODEL_CARD.md"
+        return {**kiosk.summary(), "model_card": card.read_text(encoding="utf-8") if card.is_file() else None}
+
+    @app.post("/api/classify")
+    async def classify(request: Request):
+        if not kiosk.verification["passed"]:
+            return JSONResponse({"error": "refused: this bundle failed its on-device verification "
+                                          "(see /api/health)"}, 503)
+        body = await read_bounded(request.stream(), settings.max_upload_bytes)
+        if body is None:
+            return JSONResponse({"error": too_large(settings.max_upload_bytes)}, 413)
+        content_type = request.headers.get("content-type", "")
+        name = display_name(request.headers.get("x-filename"))
+        if content_type.startswith("multipart/form-data"):
+            try:
+                raw_name, body = multipart_file(content_type, body)
+            except ValueError as error:
+                return JSONResponse({"error": str(error)}, 400)
+            name = display_name(raw_name)
+        try:
+            entry = await admission.run(lambda: run_in_threadpool(kiosk.classify, name, body, "upload"))
+        except Busy:
+            return busy()
+        if "error" in entry["record"]:
+            status = 415 if sniff_format(body) is None else 422
+            return JSONResponse({"error": entry["record"]["error"], "record": entry["record"]}, status)
+        return entry
+
+    @app.get("/api/latest")
+    def latest():
+        return {"id": kiosk.history[0]["id"] if kiosk.history else None}
+
+    @app.get("/api/history")
+    def history():
+        return [{"id": e["id"], "name": e["record"]["path"], "label": e["record"].get("label"),
+                 "subtype": e["record"].get("subtype"), "source": e["source"], "time": e["time"]}
+                for e in kiosk.history]
+
+    @app.get("/api/results/{result_id}")
+    def result(result_id: int):
+        found = kiosk.find(result_id)
+        return found if found else JSONResponse({"error": f"result {result_id} is no longer kept"}, 404)
+
+    return SecurityHeaders(BodyLimit(app, settings.max_upload_bytes))
+
+
+def newest_image(folder: Path) -> tuple[str, int, int] | None:
+    """(name, mtime_ns, size) of the newest image directly inside ``folder`` (regular files only)."""
+    newest = None
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if Path(entry.name).suffix.lower() not in WATCH_SUFFIXES or entry.name.startswith("."):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue  # links, folders, FIFOs and devices are never read
+            stat = entry.stat(follow_symlinks=False)
+            key = (stat.st_mtime_ns, entry.name, stat.st_size)
+            if newest is None or key > newest:
+                newest = key
+    return None if newest is None else (newest[1], newest[0], newest[2])
+
+
+async def watch(kiosk: Kiosk, admission: Admission, settings: KioskSettings) -> None:
+    """Classify the newest image of the watched folder whenever it changes (and has stopped growing)."""
+    seen, pending = None, None
+    while True:
+        await asyncio.sleep(settings.watch_interval_s)
+        try:
+            found = await run_in_threadpool(newest_image, settings.watch_dir)
+        except OSError:
+            continue  # the folder is gone or unreadable for now; keep watching
+        if found is None or found == seen:
+            continue
+        if found != pending:  # wait one interval: a camera may still be writing the file
+            pending = found
+            continue
+        name = found[0]
+        try:
+            data = await run_in_threadpool(read_tile_file, settings.watch_dir / name, settings.max_upload_bytes)
+            await admission.run(lambda n=name, d=data: run_in_threadpool(kiosk.classify, n, d, "watch"))
+        except Busy:
+            continue  # try again on the next tick
+        except (OSError, EdgehistoError):
+            pass  # unreadable or refused: remembered as seen, not retried in a loop
+        seen, pending = found, None

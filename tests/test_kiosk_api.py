@@ -1,0 +1,208 @@
+"""The kiosk's JSON API through FastAPI's test client: same records as the CLI, bounded and safe."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the [kiosk] extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from edgehisto.bundle.manifest import MANIFEST  # noqa: E402
+from edgehisto.kiosk.app import KioskSettings, create_app, display_name, multipart_file  # noqa: E402
+from edgehisto.kiosk.guards import Admission, Busy  # noqa: E402
+from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles  # noqa: E402
+from tests.test_exit_codes import run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(KioskSettings(max_upload_bytes=2 * 2**20))) as test_client:
+        yield test_client
+
+
+def upload(client, path: Path, name: str | None = None):
+    return client.post("/api/classify", files={"file": (name or path.name, path.read_bytes(), "image/png")})
+
+
+def test_a_good_tile_gives_the_record_the_cli_prints_with_identical_probabilities(client, good_tile, tmp_path):
+    response = upload(client, good_tile)
+    assert response.status_code == 200
+    body = response.json()
+    cli = run("console script", "classify", good_tile, "--precision", "int8", "--format", "json", cwd=tmp_path)
+    (expected,) = json.loads(cli.stdout)
+    assert body["record"] == {**expected, "path": good_tile.name}
+    assert body["images"]["tile"].startswith("data:image/png;base64,")
+    assert set(body["images"]["overlays"]) == {"idc"}
+    assert body["latency_ms"] > 0
+
+
+def test_the_raw_body_works_as_well_as_a_multipart_upload(client, good_tile):
+    raw = client.post("/api/classify", content=good_tile.read_bytes(),
+                      headers={"Content-Type": "application/octet-stream", "X-Filename": "../../etc/x.png"})
+    assert raw.status_code == 200
+    assert raw.json()["record"]["path"] == "x.png"  # a display name only, never a path
+    assert raw.json()["record"]["probabilities"] == upload(client, good_tile).json()["record"]["probabilities"]
+
+
+@pytest.mark.parametrize(("case", "status", "message"), [
+    ("text_as_png", 415, "not a PNG, JPEG"),
+    ("zero_byte", 415, "empty"),
+    ("truncated_png", 422, ""),
+    ("decompression_bomb", 422, "Mpx limit"),
+    ("sixteen_bit", 422, "8-bit"),
+])
+def test_a_bad_upload_gets_a_4xx_with_one_line_and_the_next_request_still_works(client, bad_tiles, good_tile,
+                                                                                  case, status, message):
+    response = upload(client, bad_tiles[case])
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert message in error and "\n" not in error and "Traceback" not in error
+    assert upload(client, good_tile).status_code == 200
+
+
+def test_an_oversize_upload_is_refused_while_it_streams(client, good_tile):
+    declared = client.post("/api/classify", content=b"\0" * (3 * 2**20),
+                           headers={"Content-Type": "application/octet-stream"})
+    assert declared.status_code == 413
+    assert "2 MB limit" in declared.json()["error"]
+
+    def chunks():  # no Content-Length: the running count must stop it
+        for _ in range(64):
+            yield b"\0" * 2**16
+
+    streamed = client.post("/api/classify", content=chunks(), headers={"Content-Type": "application/octet-stream"})
+    assert streamed.status_code == 413
+    assert upload(client, good_tile).status_code == 200
+
+
+def test_multipart_without_a_file_part_is_a_400(client):
+    response = client.post("/api/classify", files={"note": (None, "no image")})
+    assert response.status_code == 400
+    assert "file part" in response.json()["error"]
+    with pytest.raises(ValueError, match="boundary"):
+        multipart_file("multipart/form-data", b"")
+
+
+def test_health_model_and_history_describe_what_is_served(client, good_tile):
+    health = client.get("/api/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    model = client.get("/api/model").json()
+    manifest = embedded_bundles()[DEFAULT_MODEL] / MANIFEST
+    assert model["sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert model["name"] == "idc" and model["precision"] == "int8"
+    assert "not a diagnostic device" in model["intended_use"]
+    assert model["model_card"].startswith("# Model card")
+    posted = upload(client, good_tile).json()
+    assert client.get("/api/latest").json() == {"id": posted["id"]}
+    assert client.get("/api/history").json()[0]["id"] == posted["id"]
+    assert client.get(f"/api/results/{posted['id']}").json()["record"] == posted["record"]
+    assert client.get("/api/results/999999").status_code == 404
+    assert client.get("/model-card").text.startswith("# Model card")
+
+
+def test_every_response_carries_the_security_headers_and_static_files_stay_inside(client):
+    for path in ("/", "/api/health", "/static/kiosk.js", "/static/nothing"):
+        response = client.get(path)
+        assert response.headers["content-security-policy"].startswith("default-src 'self'")
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "<script src=\"/static/kiosk.js\"" in client.get("/").text
+    for probe in ("/static/..%2fapp.py", "/static/%2e%2e%2fapp.py", "/static/../app.py"):
+        assert client.get(probe).status_code == 404, probe
+    page = client.get("/").text
+    assert "http://" not in page and "https://" not in page  # no CDN, fonts or analytics
+
+
+def test_display_names_drop_every_directory_part():
+    assert display_name("C:\\Users\\me\\tile.png") == "tile.png"
+    assert display_name("../../../etc/passwd") == "passwd"
+    assert display_name("") == "upload"
+
+
+@pytest.fixture
+def failing_bundle(tmp_path) -> Path:
+    """The default bundle as a CPU that computes other int8 numbers would see it: golden outputs moved."""
+    copy = tmp_path / "failing"
+    shutil.copytree(embedded_bundles()[DEFAULT_MODEL], copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    expected_file = copy / manifest["golden"]["expected"]
+    expected = dict(np.load(expected_file))
+    key = next(k for k in expected if k.startswith("int8_probabilities"))
+    expected[key] = np.clip(expected[key] + 0.05, 0, 1).astype(expected[key].dtype)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **expected)
+    expected_file.write_bytes(buffer.getvalue())
+    entry = manifest["files"][manifest["golden"]["expected"]]
+    entry.update(sha256=hashlib.sha256(buffer.getvalue()).hexdigest(), bytes=len(buffer.getvalue()))
+    (copy / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return copy
+
+
+def test_a_failed_on_device_check_shows_in_health_and_refuses_classification(failing_bundle, good_tile):
+    with TestClient(create_app(KioskSettings(model=failing_bundle))) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "verification failed"
+        assert client.get("/api/model").json()["verification"]["passed"] is False
+        refused = upload(client, good_tile)
+        assert refused.status_code == 503 and "verification" in refused.json()["error"]
+
+
+def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(hierarchy_bundle, synth_breakhis_dir):
+    _, bundle = hierarchy_bundle
+    image = next(Path(synth_breakhis_dir).rglob("SOB_M_*.png"))
+    with TestClient(create_app(KioskSettings(model=bundle, precision="fp32"))) as client:
+        body = upload(client, image).json()
+    record = body["record"]
+    assert record["subtype_stage"] in ("benign_subtype", "malignant_subtype")
+    assert record["subtype"] in record["subtype_probabilities"]
+    assert set(body["images"]["overlays"]) == {"binary", record["subtype_stage"]}
+
+
+def test_a_full_queue_answers_busy_at_once():
+    async def scenario():
+        admission = Admission(workers=1, queue=1)
+        gate = asyncio.Event()
+
+        async def slow():
+            await gate.wait()
+            return "done"
+
+        first = asyncio.create_task(admission.run(slow))
+        second = asyncio.create_task(admission.run(slow))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Busy):
+            await admission.run(slow)
+        gate.set()
+        assert await first == "done" and await second == "done"
+        assert admission.admitted == 0
+        assert await admission.run(slow) == "done"
+
+    asyncio.run(scenario())
+
+
+def test_the_watched_folder_shows_its_newest_regular_image_only(tmp_path, good_tile):
+    folder = tmp_path / "captures"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(good_tile, folder / "sub" / "deeper.png")  # not directly inside: ignored
+    settings = KioskSettings(watch_dir=folder, watch_interval_s=0.05)
+    with TestClient(create_app(settings)) as client:
+        time.sleep(0.5)
+        assert client.get("/api/latest").json() == {"id": None}
+        shutil.copy(good_tile, folder / "capture-001.png")
+        deadline = time.monotonic() + 30
+        while client.get("/api/latest").json()["id"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (entry,) = client.get("/api/history").json()
+        assert entry["name"] == "capture-001.png" and entry["source"] == "watch"
+        (folder / "zz-link.png").symlink_to(folder / "capture-001.png")  # links are never read
+        time.sleep(0.5)
+        assert len(client.get("/api/history").json()) == 1

@@ -1,0 +1,114 @@
+"""The kiosk in a real headless Chromium (Debian's chromium + chromium-driver; nothing downloaded).
+
+The server runs as the installed ``edgehisto serve`` in its own process on a free loopback port;
+Selenium uploads a tile through the page's real file input and waits for the label and overlay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the [kiosk] extra is not installed")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    # CI installs Debian's chromium and sets EDGEHISTO_REQUIRE_BROWSER: there, a missing browser fails.
+    if os.environ.get("EDGEHISTO_REQUIRE_BROWSER") == "1":
+        pytest.fail("EDGEHISTO_REQUIRE_BROWSER=1 but no chromium/chromedriver on PATH", pytrace=False)
+    pytest.skip("no Chromium/ChromeDriver found (apt-get install chromium chromium-driver)", allow_module_level=True)
+CONSOLE_SCRIPT = Path(sys.executable).with_name("edgehisto")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), "serve", "--port", str(port)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"edgehisto serve exited: {process.stderr.read()}")
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("edgehisto serve did not become healthy within 120 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def browser(width: int, height: int):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    # The window size includes the browser's own bars; the page must get exactly the screen's pixels.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    return driver
+
+
+@pytest.mark.parametrize(("width", "height"), [(800, 480), (1920, 1080)])
+def test_a_tile_uploaded_through_the_page_shows_the_apis_label_and_an_overlay(server, tmp_path, width, height):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tile = tmp_path / "tile.png"
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(tile), rng.integers(120, 230, (50, 50, 3), dtype=np.uint8))
+    request = urllib.request.Request(f"{server}/api/classify", data=tile.read_bytes(), method="POST",
+                                     headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        expected = json.loads(response.read())["record"]["label"]
+
+    driver = browser(width, height)
+    try:
+        driver.get(server)
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "banner").is_displayed())
+        assert "Verified on this device" in driver.find_element(By.ID, "banner").text
+        assert "not a diagnostic device" in driver.find_element(By.ID, "intended-use").text
+        driver.find_element(By.ID, "file").send_keys(str(tile))
+        WebDriverWait(driver, 60).until(ready.text_to_be_present_in_element((By.ID, "label"), "IDC"))
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("const i = document.getElementById('overlay');"
+                                       "return i.complete && i.naturalWidth > 0;"))
+        assert driver.find_element(By.ID, "label").text == expected
+        assert driver.find_element(By.ID, "overlay").is_displayed()
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#history button")) >= 2  # the API's and the page's
+        # Nothing overflows the small screen sideways.
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
+        assert driver.execute_script("return document.documentElement.scrollHeight") <= height
+        out = Path(os.environ.get("EDGEHISTO_SCREENSHOTS", tmp_path))
+        out.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(out / f"kiosk-{width}x{height}.png"))
+    finally:
+        driver.quit()
