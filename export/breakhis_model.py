@@ -149,9 +149,12 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: Path | N
 
 
 def _not_needed(root: Path):
+    """Skip what the runtime does not read, except the held-out listing (file names only, a few
+    kB) that lets ``evaluate`` and the tests score the embedded bundle on its test patients."""
     def ignore(folder: str, names: list[str]) -> list[str]:
         relative = Path(folder).relative_to(root)
-        return [n for n in names if (Path(folder) / n).is_file() and not runtime_needs((relative / n).as_posix())]
+        return [n for n in names if (Path(folder) / n).is_file() and n != "test_split.csv"
+                and not runtime_needs((relative / n).as_posix())]
     return ignore
 
 

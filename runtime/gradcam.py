@@ -68,3 +68,38 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.4, peak: float | 
     heat_bgr = cv2.applyColorMap(np.uint8(np.clip(resized, 0, 1) * 255), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(heat, alpha, rgb, 1.0 - alpha, 0.0)
+
+
+PANEL_SIDE = 256  # pixels per image in a panel: a 128x128 input drawn at 2x, nearest neighbour
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def gradcam_panel(rgb: np.ndarray, cam: np.ndarray, title: str, peak: float | None = None) -> np.ndarray:
+    """A PNG-ready RGB panel a person can read: a title line (stage, label, probability), the
+    model-input tile and its Grad-CAM overlay side by side at ``PANEL_SIDE`` pixels or more, and a
+    colour bar that says what full colour means (``peak``, or the map's own maximum)."""
+    side = max(PANEL_SIDE, *rgb.shape[:2])
+    scale = side / max(rgb.shape[:2])
+    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+    tile = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST)
+    blended = cv2.resize(overlay(rgb, cam, peak=peak), size, interpolation=cv2.INTER_NEAREST)
+    margin, header, bar_width, legend = 10, 58, 18, 70
+    height = header + size[1] + 2 * margin
+    width = 3 * margin + 2 * size[0] + margin + bar_width + legend
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top = header + margin
+    canvas[top:top + size[1], margin:margin + size[0]] = tile
+    left = 2 * margin + size[0]
+    canvas[top:top + size[1], left:left + size[0]] = blended
+    ramp = np.linspace(255, 0, size[1]).astype(np.uint8)[:, None].repeat(bar_width, axis=1)
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    bar_left = left + size[0] + 2 * margin
+    canvas[top:top + size[1], bar_left:bar_left + bar_width] = bar
+    ink = (20, 20, 20)
+    cv2.putText(canvas, title, (margin, 24), _FONT, 0.6, ink, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "left: model input   right: Grad-CAM overlay", (margin, 48), _FONT, 0.45, (90, 90, 90),
+                1, cv2.LINE_AA)
+    top_label = f"{peak:.3g}" if peak else "max"
+    cv2.putText(canvas, top_label, (bar_left + bar_width + 4, top + 12), _FONT, 0.42, ink, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "0", (bar_left + bar_width + 4, top + size[1]), _FONT, 0.42, ink, 1, cv2.LINE_AA)
+    return canvas

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edgehisto.runtime.classifier import TileResult
-from edgehisto.runtime.gradcam import overlay
+from edgehisto.runtime.gradcam import gradcam_panel
 from edgehisto.runtime.inputs import describe_os_error, file_kind
 
 _STEM_CHARACTERS = 80  # keeps every name well under the usual 255-byte limit
@@ -95,8 +95,9 @@ def write_gradcam_files(results: list[TileResult], out_dir: Path,
                         display_peaks: dict[str, float | None] | None = None) -> list[Path]:
     """For each classified tile and stage: ``<stem>.<path id>.<stage>.gradcam.png`` and ``.npy``.
 
-    The PNG is the JET overlay on the model-input tile, drawn on the stage's fixed display
-    scale when ``display_peaks`` gives one; the .npy is the float32 map at the target layer's
+    The PNG is a panel (``gradcam_panel``): the stage, label and probability, the model-input
+    tile beside its JET overlay at a legible size, and a colour bar, drawn on the stage's fixed
+    display scale when ``display_peaks`` gives one; the .npy is the float32 map at the target layer's
     resolution. Each result's ``gradcam_files`` lists what was written for it; a write that
     fails sets its ``error`` and the other tiles are still written.
 
@@ -116,7 +117,8 @@ def write_gradcam_files(results: list[TileResult], out_dir: Path,
         stem = gradcam_file_stem(result.path)
         for stage in (s for s in result.stages if s.cam is not None):
             base = f"{stem}.{_safe_name(stage.stage)}.gradcam"
-            picture = overlay(result.image, stage.cam, peak=display_peaks.get(stage.stage))
+            title = f"{stage.stage}: {stage.label} ({stage.probabilities[stage.label]:.3f})"
+            picture = gradcam_panel(result.image, stage.cam, title, peak=display_peaks.get(stage.stage))
             try:
                 for name, payload in ((f"{base}.npy", _npy_bytes(stage.cam)), (f"{base}.png", _png_bytes(picture))):
                     written.append(_replace_file(out_dir, name, payload))

@@ -136,8 +136,16 @@ def test_gradcam_writes_an_overlay_and_a_raw_map_for_every_good_tile(
     for tile in _tiles(good_dir):
         raw, picture = records[str(tile)]["gradcam_files"]
         assert picture.endswith(f".{stage.name}.gradcam.png") and raw == picture[:-len("png")] + "npy"
-        overlay = cv2.imread(picture)
-        assert overlay is not None and overlay.shape == (input_height, input_width, 3)
+        panel = cv2.imread(picture)  # title, tile and overlay side by side at >= 256 px, colour bar
+        assert panel is not None and panel.shape[0] > max(256, input_height) and panel.shape[1] > 2 * 256
+        model_input = load_resized(tile, load_bundle(idc_bundle).preprocess)
+        side = max(256, input_height, input_width)
+        shown = cv2.resize(model_input, (side * input_width // max(input_height, input_width),
+                                         side * input_height // max(input_height, input_width)),
+                           interpolation=cv2.INTER_NEAREST)
+        top = panel.shape[0] - 10 - shown.shape[0]  # the tile sits above a 10 px margin, 10 px from the left
+        drawn = cv2.cvtColor(panel[top:top + shown.shape[0], 10:10 + shown.shape[1]], cv2.COLOR_BGR2RGB)
+        assert np.array_equal(drawn, shown)
         cam = np.load(raw)
         assert cam.dtype == np.float32
         assert cam.shape == tuple(manifest_stage["activations_shape"][:2])
