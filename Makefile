@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[train,test,kiosk]"
+	$(PY) -m pip install --quiet -e ".[train,test,kiosk,scale]"
 	touch $(STAMP)
 
 lint: install

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "models": "edgehisto.runtime.cli_models:models",
     "verify": "edgehisto.runtime.cli_verify:verify",
     "serve": "edgehisto.kiosk.cli_serve:serve",
+    "batch": "edgehisto.scale.cli_batch:batch",
 }
 
 
@@ -38,6 +39,8 @@ TRAIN_EXTRA_MODULES = frozenset({"tensorflow", "keras", "tf2onnx", "onnx", "ai_e
                                  "matplotlib"})
 # ... and of the [kiosk] extra (edgehisto serve).
 KIOSK_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "starlette", "python_multipart"})
+# ... and of the [scale] extra (edgehisto batch).
+SCALE_EXTRA_MODULES = frozenset({"ray", "pyarrow"})
 
 
 class LazyGroup(click.Group):
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         # The base install is the runtime only; training, export, parity, evaluate and the full
         # bench need the [train] extra. Anything else missing is a real bug: let it show.
         top = (missing.name or "").split(".")[0]
-        extra = "train" if top in TRAIN_EXTRA_MODULES else "kiosk" if top in KIOSK_EXTRA_MODULES else None
+        extra = next((name for name, modules in (("train", TRAIN_EXTRA_MODULES), ("kiosk", KIOSK_EXTRA_MODULES),
+                                                 ("scale", SCALE_EXTRA_MODULES)) if top in modules), None)
         if extra is None:
             raise
         click.echo(f"error: this command needs {missing.name}, which the runtime-only install lacks: "

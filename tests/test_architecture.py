@@ -24,6 +24,7 @@ ALLOWED = {
     "evaluate": {"runtime", "bundle", "data", "errors"},
     "bench": {"runtime", "bundle", "data", "errors"},
     "kiosk": {"runtime", "bundle", "errors"},
+    "scale": {"runtime", "bundle", "errors"},
 }
 
 

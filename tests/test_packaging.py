@@ -69,7 +69,8 @@ def test_the_runtime_only_install_verifies_and_classifies_without_tensorflow(whe
     # Commands that need an extra say which in one line and exit 2, never a traceback.
     for extra, args in (("train", ["train", "idc", str(tmp_path), "--out", str(tmp_path / "run")]),
                         ("train", ["export", str(tmp_path), "--out", str(tmp_path / "bundle")]),
-                        ("kiosk", ["serve", "--port", "1"])):
+                        ("kiosk", ["serve", "--port", "1"]),
+                        ("scale", ["batch", str(good_tile), "--out", str(tmp_path / "out"), "--engine", "ray"])):
         done = subprocess.run([str(venv / "bin" / "edgehisto"), *args], capture_output=True, text=True,
                               cwd=tmp_path, timeout=300)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)

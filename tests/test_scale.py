@@ -1,0 +1,102 @@
+"""Scale-out: ``edgehisto batch`` on a local Ray instance matches single-process classify exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyarrow", reason="the [scale] extra is not installed")
+pytest.importorskip("ray", reason="the [scale] extra is not installed")
+
+from edgehisto.scale.batch import read_results  # noqa: E402
+from tests.test_exit_codes import run  # noqa: E402
+
+BAD = {"text.png": b"not an image\n", "empty.png": b"", "truncated.png": None}
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory) -> Path:
+    """300 synthetic IDC tiles and three bad files, in nested folders."""
+    from edgehisto.data.synth_idc import synthesize_idc
+
+    root = tmp_path_factory.mktemp("batch") / "tiles"
+    synthesize_idc(root, 300, seed=3)
+    for mask in root.rglob("*_mask.png"):
+        mask.unlink()
+    good = next(root.rglob("*.png")).read_bytes()
+    for name, data in BAD.items():
+        (root / name).write_bytes(good[: len(good) // 2] if data is None else data)
+    return root
+
+
+def cli_records(tiles: Path, cwd: Path) -> dict[str, dict]:
+    done = run("console script", "classify", tiles, "--precision", "int8", "--format", "json", cwd=cwd)
+    assert done.returncode == 1  # the bad files
+    return {r["path"]: r for r in json.loads(done.stdout)}
+
+
+def same_as_cli(row: dict, record: dict) -> bool:
+    if "error" in record:
+        return row["error"] == record["error"] and row["label"] is None
+    probabilities = {k[2:]: v for k, v in row.items() if k.startswith("p:") and v is not None}
+    return row["error"] is None and row["label"] == record["label"] and probabilities == record["probabilities"]
+
+
+def test_ray_rows_equal_single_process_classify_exactly_and_every_input_appears_once(tiles, tmp_path):
+    out = tmp_path / "results.parquet"
+    done = run("console script", "batch", tiles, "--out", out, "--engine", "ray", "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr  # three inputs have errors
+    rows = read_results(out)
+    expected = cli_records(tiles, tmp_path)
+    assert sorted(r["path"] for r in rows) == sorted(expected)  # each input exactly once
+    mismatched = [r["path"] for r in rows if not same_as_cli(r, expected[r["path"]])]
+    assert mismatched == []
+    models = json.loads(run("console script", "models", "--json", "--no-verify", cwd=tmp_path).stdout)
+    assert {r["bundle_sha256"] for r in rows} == {m["manifest_sha256"] for m in models if m["default"]}
+    assert {Path(r["path"]).name for r in rows if r["error"]} == set(BAD)
+
+
+def test_a_rerun_skips_what_is_done_and_appends_the_rest(tiles, tmp_path):
+    out = tmp_path / "results.parquet"
+    first_half = tmp_path / "first"
+    shutil.copytree(tiles, first_half)
+    originals = sorted(p for p in first_half.rglob("*.png"))
+    for extra in originals[len(originals) // 2:]:
+        extra.unlink()
+    kept = len(list(first_half.rglob("*.png")))
+    # An interrupted job: what was written stays; the rerun over everything adds the rest only.
+    assert run("console script", "batch", first_half, "--out", out, cwd=tmp_path).returncode in (0, 1)
+    shutil.rmtree(first_half)
+    shutil.copytree(tiles, first_half)
+    done = run("console script", "batch", first_half, "--out", out, "--engine", "ray", "--workers", "2",
+               "--csv", tmp_path / "all.csv", cwd=tmp_path)
+    assert f"{kept} skipped as already done" in done.stderr, done.stderr
+    rows = read_results(out)
+    assert len(rows) == len({r["path"] for r in rows}) == len(list(first_half.rglob("*.png")))
+    assert len((tmp_path / "all.csv").read_text().splitlines()) == len(rows) + 1
+
+
+def test_a_changed_file_is_classified_again(tiles, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for tile in sorted(tiles.rglob("*class0.png"))[:3]:
+        shutil.copy(tile, folder / tile.name)
+    out = tmp_path / "out"
+    assert run("console script", "batch", folder, "--out", out, cwd=tmp_path).returncode == 0
+    changed = sorted(folder.iterdir())[0]
+    shutil.copy(sorted(tiles.rglob("*class1.png"))[0], changed)
+    done = run("console script", "batch", folder, "--out", out, cwd=tmp_path)
+    assert "1 rows written" in done.stderr and "2 skipped" in done.stderr, done.stderr
+    assert len([r for r in read_results(out) if r["path"] == str(changed)]) == 2  # both versions are kept
+
+
+def test_a_csv_list_of_paths_is_a_source(tiles, tmp_path):
+    listing = tmp_path / "list.csv"
+    chosen = sorted(str(p) for p in tiles.rglob("*.png"))[:5]
+    listing.write_text("path\n" + "\n".join(chosen) + "\n")
+    out = tmp_path / "out"
+    run("console script", "batch", listing, "--out", out, cwd=tmp_path)
+    assert sorted(r["path"] for r in read_results(out)) == chosen
