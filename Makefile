@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
 .PHONY: fuzz install test lint demo demo-pipeline default-model reexport-default-model bench bench-kiosk \
-	breakhis-model breakhis-cv verify-cpus clean
+	bench-scale breakhis-model breakhis-cv verify-cpus clean
 
 install: $(STAMP)
 
@@ -132,10 +132,15 @@ endif
 	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider --benchmark-json $(BENCH_OUT)/microbench.json
 	$(PY) benchmarks/hostile_memory.py --out $(BENCH_OUT)/hostile_memory.json
 	$(PY) benchmarks/kiosk_load.py --out $(BENCH_OUT)
+	$(PY) benchmarks/scale_throughput.py --out $(BENCH_OUT) --tiles 1000 --rounds 1
 
 # The kiosk's load check alone (no data needed): concurrent clients, good and bad images.
 bench-kiosk: install
 	$(PY) benchmarks/kiosk_load.py --out $(BENCH_OUT) --clients 8 --requests 2000
+
+# edgehisto batch: the Ray engine's tiles/s against one process, on synthetic tiles.
+bench-scale: install
+	$(PY) benchmarks/scale_throughput.py --out $(BENCH_OUT) --tiles 2000 --workers 2 --rounds 3
 
 # A long fuzz of the image header readers and the manifest loader (make test runs a short,
 # seeded one): any exception other than the project's own errors fails.
