@@ -1,4 +1,4 @@
-"""``edgehisto evaluate BUNDLE DATA_DIR --out REPORT_DIR``: metrics and Grad-CAM checks of a bundle."""
+"""``edgehisto evaluate MODEL DATA_DIR --out REPORT_DIR``: metrics and Grad-CAM checks of a bundle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from edgehisto.bundle.manifest import PRECISIONS
 
 
 @click.command("evaluate")
-@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("bundle_dir", metavar="MODEL", type=click.Path(path_type=Path))
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report directory (metrics, confusion matrices, Grad-CAM panels, summary.md).")
@@ -33,9 +33,14 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
              all_tiles: bool) -> None:
     """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
     stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
-    deletion test. Only the bundle's held-out test tiles are scored when DATA_DIR holds them."""
-    from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
+    deletion test. Only the bundle's held-out test tiles are scored when DATA_DIR holds them.
 
+    MODEL is an embedded model's name (idc, breakhis) or a bundle directory.
+    """
+    from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
+    from edgehisto.runtime.registry import resolve_bundle
+
+    bundle_dir = resolve_bundle(bundle_dir).path
     precisions = PRECISIONS if precision == "both" else (precision,)
     report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
                              top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -43,7 +44,6 @@ from edgehisto.errors import EdgehistoError
 from edgehisto.kiosk.guards import Admission, BodyLimit, Busy, SecurityHeaders, read_bounded, too_large
 from edgehisto.runtime.classifier import Classifier, TileResult
 from edgehisto.runtime.gradcam import overlay
-from edgehisto.runtime.inputs import read_tile_file
 from edgehisto.runtime.registry import MODELS_DIR, names_of, resolve_bundle
 from edgehisto.runtime.verify import cpu_kind, verify_bundle
 
@@ -116,17 +116,24 @@ class Kiosk:
         }
 
     def classify(self, name: str, data: bytes, source: str) -> dict:
-        """Classify one encoded image with Grad-CAM; the result entry (kept in the ring if it worked)."""
+        """Classify one encoded image with Grad-CAM; the result entry (``remember`` keeps it).
+
+        Runs on a worker thread; it touches no shared state.
+        """
         started = time.perf_counter()
         (result,) = self.classifier.classify_bytes([(name, data)], gradcam=True)
         entry = {"record": result.to_record(), "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                  "source": source, "time": time.strftime("%H:%M:%S")}
         if result.ok:
             entry["images"] = self._images(result)
-        if result.ok or source == "watch":  # a bad capture is shown too; a bad upload is the caller's
-            entry["id"] = self.next_id
-            self.next_id += 1
-            self.history.appendleft(entry)
+        return entry
+
+    def remember(self, entry: dict) -> dict:
+        """Give an entry its id and put it in the ring. Called on the event loop only, like every
+        reader of the ring, so ids are unique and no reader sees the ring change under it."""
+        entry["id"] = self.next_id
+        self.next_id += 1
+        self.history.appendleft(entry)
         return entry
 
     def _images(self, result: TileResult) -> dict:
@@ -212,13 +219,16 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        watcher = asyncio.create_task(watch(kiosk, admission, settings)) if settings.watch_dir else None
+        watching = settings.watch_dir is not None and kiosk.verification["passed"]  # never pretends
+        watcher = asyncio.create_task(watch(kiosk, admission, settings)) if watching else None
         yield
         if watcher is not None:
             watcher.cancel()
 
-    app = FastAPI(title="edgehisto kiosk", version=__version__, docs_url="/api/docs", redoc_url=None,
+    # No Swagger page: it loads its script from a CDN, which the kiosk never does (and its CSP blocks).
+    app = FastAPI(title="edgehisto kiosk", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json", lifespan=lifespan)
+    uploads = Admission(settings.workers + settings.queue, 0)  # bodies held in memory at once
     app.state.kiosk = kiosk
 
     def busy() -> JSONResponse:
@@ -261,7 +271,10 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
         if not kiosk.verification["passed"]:
             return JSONResponse({"error": "refused: this bundle failed its on-device verification "
                                           "(see /api/health)"}, 503)
-        body = await read_bounded(request.stream(), settings.max_upload_bytes)
+        try:
+            body = await uploads.run(lambda: read_bounded(request.stream(), settings.max_upload_bytes))
+        except Busy:
+            return busy()
         if body is None:
             return JSONResponse({"error": too_large(settings.max_upload_bytes)}, 413)
         content_type = request.headers.get("content-type", "")
@@ -279,20 +292,21 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
         if "error" in entry["record"]:
             status = 415 if sniff_format(body) is None else 422
             return JSONResponse({"error": entry["record"]["error"], "record": entry["record"]}, status)
-        return entry
+        return kiosk.remember(entry)
 
+    # The ring is read and written on the event loop only: these routes are async on purpose.
     @app.get("/api/latest")
-    def latest():
+    async def latest():
         return {"id": kiosk.history[0]["id"] if kiosk.history else None}
 
     @app.get("/api/history")
-    def history():
+    async def history():
         return [{"id": e["id"], "name": e["record"]["path"], "label": e["record"].get("label"),
                  "subtype": e["record"].get("subtype"), "source": e["source"], "time": e["time"]}
                 for e in kiosk.history]
 
     @app.get("/api/results/{result_id}")
-    def result(result_id: int):
+    async def result(result_id: int):
         found = kiosk.find(result_id)
         return found if found else JSONResponse({"error": f"result {result_id} is no longer kept"}, 404)
 
@@ -315,8 +329,31 @@ def newest_image(folder: Path) -> tuple[str, int, int] | None:
     return None if newest is None else (newest[1], newest[0], newest[2])
 
 
+def read_capture(folder: Path, name: str, max_bytes: int) -> bytes:
+    """The bytes of ``folder/name`` if it is a regular file of at most ``max_bytes``, read without
+    following a link (a capture swapped for a link after the scan is refused, not followed)."""
+    directory = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(name, flags, dir_fd=directory)
+    finally:
+        os.close(directory)
+    with os.fdopen(descriptor, "rb", buffering=0) as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > max_bytes:
+            raise OSError(f"{name} is not a regular file of at most {max_bytes} bytes")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(f"{name} grew past {max_bytes} bytes while being read")
+    return data
+
+
 async def watch(kiosk: Kiosk, admission: Admission, settings: KioskSettings) -> None:
-    """Classify the newest image of the watched folder whenever it changes (and has stopped growing)."""
+    """Classify the newest image of the watched folder whenever it changes (and has stopped growing).
+
+    Every failure is contained: the file is remembered as seen (not retried in a loop), a failed
+    capture is shown with its error, and the loop goes on watching.
+    """
     seen, pending = None, None
     while True:
         await asyncio.sleep(settings.watch_interval_s)
@@ -331,10 +368,12 @@ async def watch(kiosk: Kiosk, admission: Admission, settings: KioskSettings) -> 
             continue
         name = found[0]
         try:
-            data = await run_in_threadpool(read_tile_file, settings.watch_dir / name, settings.max_upload_bytes)
-            await admission.run(lambda n=name, d=data: run_in_threadpool(kiosk.classify, n, d, "watch"))
+            data = await run_in_threadpool(read_capture, settings.watch_dir, name, settings.max_upload_bytes)
+            entry = await admission.run(lambda n=name, d=data: run_in_threadpool(kiosk.classify, n, d, "watch"))
         except Busy:
             continue  # try again on the next tick
-        except (OSError, EdgehistoError):
-            pass  # unreadable or refused: remembered as seen, not retried in a loop
+        except Exception as error:  # noqa: BLE001 - the watcher must outlive any one bad capture
+            entry = {"record": {"path": name, "error": f"cannot classify this capture: {error}"[:300]},
+                     "latency_ms": 0.0, "source": "watch", "time": time.strftime("%H:%M:%S")}
+        kiosk.remember(entry)  # a bad capture is shown too, with its error
         seen, pending = found, None

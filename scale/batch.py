@@ -13,6 +13,7 @@ on that worker, and the actor refuses to start if its manifest's sha256 differs 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
 
 FIXED_COLUMNS = ("path", "sha256", "label", "subtype", "subtype_stage", "error", "warning", "gradcam_files",
-                 "bundle_sha256", "precision")
+                 "bundle_sha256", "precision", "written_at")
 PART_ROWS = 256  # rows per Parquet part in the local engine
 
 
@@ -69,7 +70,8 @@ def list_sources(sources: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             import pyarrow.csv
             import pyarrow.parquet
 
-            table = pyarrow.csv.read_csv(source) if suffix == ".csv" else pyarrow.parquet.read_table(source)
+            table = (pyarrow.csv.read_csv(source, convert_options=pyarrow.csv.ConvertOptions(
+                column_types={"path": pyarrow.string()})) if suffix == ".csv" else pyarrow.parquet.read_table(source))
             if "path" not in table.column_names:
                 raise EdgehistoError(f"{source} has no 'path' column")
             arguments += [str(p) for p in table.column("path").to_pylist() if p]
@@ -79,16 +81,31 @@ def list_sources(sources: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [i.path for i in expanded], {i.path: i.error for i in expanded if i.error is not None}
 
 
-def done_pairs(out_dir: Path) -> set[tuple[str, str]]:
-    """(path, sha256) of every row already in the output dataset (none if it does not exist)."""
-    parts = sorted(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else []
-    if not parts:
-        return set()
+def readable_parts(out_dir: Path, columns: Sequence[str] | None = None) -> tuple[list, list[Path]]:
+    """(tables of the readable parts, unreadable parts) of an output dataset.
+
+    A part cut short by an interrupted job cannot be read; its rows are then simply not done, and
+    a rerun classifies those inputs again.
+    """
     import pyarrow.parquet
 
+    tables, broken = [], []
+    for part in sorted(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else []:
+        try:
+            tables.append(pyarrow.parquet.read_table(part, columns=columns))
+        except Exception:  # noqa: BLE001 - pyarrow raises several kinds for a truncated file
+            broken.append(part)
+    return tables, broken
+
+
+def done_pairs(out_dir: Path) -> set[tuple[str, str]]:
+    """(path, sha256) of every row already in the output dataset whose file was read.
+
+    A file that was read is done, whatever its row says (decoding the same bytes again gives the
+    same answer); a file that could not be read has no sha256 and is tried again.
+    """
     done = set()
-    for part in parts:
-        table = pyarrow.parquet.read_table(part, columns=["path", "sha256"])
+    for table in readable_parts(out_dir, ["path", "sha256"])[0]:
         done |= {(p, h) for p, h in zip(table.column("path").to_pylist(), table.column("sha256").to_pylist(),
                                         strict=True) if h}
     return done
@@ -115,7 +132,8 @@ def classify_rows(classifier, paths: Sequence[str], done: set[tuple[str, str]], 
     named, rows = [], {}
     for path in paths:
         row = dict.fromkeys(columns)
-        row.update(path=path, bundle_sha256=bundle_sha256, precision=classifier.precision)
+        row.update(path=path, bundle_sha256=bundle_sha256, precision=classifier.precision,
+                   written_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"))
         if path in argument_errors:
             row["error"] = argument_errors[path]
         else:
@@ -238,7 +256,8 @@ def run_ray(job: BatchPlan, out_dir: Path, precision: str, workers: int, address
     import ray
 
     started = time.perf_counter()
-    if not ray.is_initialized():
+    owned = not ray.is_initialized()
+    if owned:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
     todo = list(job.inputs)
@@ -250,7 +269,11 @@ def run_ray(job: BatchPlan, out_dir: Path, precision: str, workers: int, address
         num_cpus=1)
     before = set(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else set()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    results.write_parquet(str(out_dir), min_rows_per_file=batch_size)
+    try:
+        results.write_parquet(str(out_dir), min_rows_per_file=batch_size)
+    finally:
+        if owned:
+            ray.shutdown()
     new_parts = set(Path(out_dir).glob("*.parquet")) - before
     written = failed = 0
     if new_parts:
@@ -265,13 +288,14 @@ def run_ray(job: BatchPlan, out_dir: Path, precision: str, workers: int, address
 
 
 def read_results(out_dir: Path) -> list[dict]:
-    """Every row of an output dataset, as dicts (for checks and small reports)."""
-    import pyarrow.parquet
+    """Every row of the readable parts of an output dataset, oldest first (for checks and reports)."""
+    rows = [row for table in readable_parts(out_dir)[0] for row in table.to_pylist()]
+    return sorted(rows, key=lambda row: row["written_at"] or "")
 
-    rows = []
-    for part in sorted(Path(out_dir).glob("*.parquet")):
-        rows += pyarrow.parquet.read_table(part).to_pylist()
-    return rows
+
+def latest_rows(out_dir: Path) -> dict[str, dict]:
+    """The newest row of each path."""
+    return {row["path"]: row for row in read_results(out_dir)}
 
 
 def to_csv(out_dir: Path, csv_path: Path, columns: Iterable[str]) -> Path:

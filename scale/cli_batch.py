@@ -34,7 +34,7 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
     error, warning, bundle sha256 and precision. A file that fails is a row with an error; the
     job carries on. Exit 0 when every input has a row without error, 1 otherwise.
     """
-    from edgehisto.scale.batch import plan, read_results, run_local, run_ray, to_csv
+    from edgehisto.scale.batch import latest_rows, plan, readable_parts, run_local, run_ray, to_csv
 
     if engine == "ray":
         import ray  # noqa: F401  (a missing [scale] extra is named here, before any work)
@@ -50,11 +50,12 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
     click.echo(f"{summary.written} rows written ({summary.failed} with an error), {summary.skipped} skipped as "
                f"already done, in {summary.seconds:.1f} s ({rate:.1f} inputs/s, {summary.engine}, "
                f"{summary.workers} worker(s)) -> {out_dir}", err=True)
-    rows = read_results(out_dir)
+    _, broken = readable_parts(out_dir, ["path"])
+    if broken:
+        click.echo(f"warning: {len(broken)} unreadable part(s) in {out_dir} (an interrupted write?), their inputs "
+                   f"were classified again: {', '.join(p.name for p in broken[:3])}", err=True)
     if csv_path is not None:
         to_csv(out_dir, csv_path, job.columns)
-    latest = {}
-    for row in rows:
-        latest[row["path"]] = row
+    latest = latest_rows(out_dir)
     if any(latest.get(p) is None or latest[p]["error"] for p in job.inputs):
         raise click.exceptions.Exit(1)

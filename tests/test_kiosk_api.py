@@ -146,14 +146,31 @@ def failing_bundle(tmp_path) -> Path:
     return copy
 
 
-def test_a_failed_on_device_check_shows_in_health_and_refuses_classification(failing_bundle, good_tile):
-    with TestClient(create_app(KioskSettings(model=failing_bundle))) as client:
+def test_a_failed_on_device_check_shows_in_health_and_refuses_classification(failing_bundle, good_tile, tmp_path):
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    shutil.copy(good_tile, captures / "capture.png")
+    settings = KioskSettings(model=failing_bundle, watch_dir=captures, watch_interval_s=0.05)
+    with TestClient(create_app(settings)) as client:
         health = client.get("/api/health")
         assert health.status_code == 503
         assert health.json()["status"] == "verification failed"
         assert client.get("/api/model").json()["verification"]["passed"] is False
         refused = upload(client, good_tile)
         assert refused.status_code == 503 and "verification" in refused.json()["error"]
+        time.sleep(0.5)
+        assert client.get("/api/latest").json() == {"id": None}  # the watched capture is not classified either
+
+
+def test_a_capture_swapped_for_a_link_is_refused_not_followed(tmp_path):
+    from edgehisto.kiosk.app import read_capture
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the kiosk")
+    (tmp_path / "captures").mkdir()
+    (tmp_path / "captures" / "capture.png").symlink_to(secret)
+    with pytest.raises(OSError):
+        read_capture(tmp_path / "captures", "capture.png", 2**20)
 
 
 def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(hierarchy_bundle, synth_breakhis_dir):

@@ -100,3 +100,17 @@ def test_a_csv_list_of_paths_is_a_source(tiles, tmp_path):
     out = tmp_path / "out"
     run("console script", "batch", listing, "--out", out, cwd=tmp_path)
     assert sorted(r["path"] for r in read_results(out)) == chosen
+
+
+def test_a_part_cut_short_by_an_interruption_does_not_stop_the_rerun(tiles, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for tile in sorted(tiles.rglob("*class0.png"))[:4]:
+        shutil.copy(tile, folder / tile.name)
+    out = tmp_path / "out"
+    assert run("console script", "batch", folder, "--out", out, cwd=tmp_path).returncode == 0
+    (part,) = out.glob("*.parquet")
+    part.write_bytes(part.read_bytes()[:100])  # what a kill in the middle of a write leaves
+    done = run("console script", "batch", folder, "--out", out, cwd=tmp_path)
+    assert done.returncode == 0 and "unreadable part" in done.stderr, done.stderr
+    assert sorted(r["path"] for r in read_results(out)) == sorted(str(p) for p in folder.iterdir())
