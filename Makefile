@@ -114,6 +114,7 @@ $(BREAKHIS_PRETRAINED): | install
 breakhis-cv: $(BREAKHIS_PRETRAINED)
 	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv --folds 4 --epochs 10 \
 		--start scratch --start idc=$(BREAKHIS_PRETRAINED)
+	$(EH) train breakhis-probe $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv --weights $(BREAKHIS_PRETRAINED)
 
 breakhis-model: $(BREAKHIS_PRETRAINED)
 	$(EH) train breakhis $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/hierarchy --arch hierarchy $(BREAKHIS_TRAIN)
@@ -122,6 +123,7 @@ breakhis-model: $(BREAKHIS_PRETRAINED)
 	$(EH) export $(BREAKHIS_RUNS)/multitask --out $(BREAKHIS_RUNS)/multitask-bundle --no-tflite
 	$(EH) breakhis-model --data $(BREAKHIS_DATA) --pretrain $(BREAKHIS_RUNS)/pretrain-idc64/pretrain.json \
 		$(if $(wildcard $(BREAKHIS_RUNS)/cv/cv.json),--cv $(BREAKHIS_RUNS)/cv/cv.json,) \
+		$(if $(wildcard $(BREAKHIS_RUNS)/cv/probes.json),--probes $(BREAKHIS_RUNS)/cv/probes.json,) \
 		$(BREAKHIS_RUNS)/hierarchy:$(BREAKHIS_RUNS)/hierarchy-bundle \
 		$(BREAKHIS_RUNS)/multitask:$(BREAKHIS_RUNS)/multitask-bundle
 

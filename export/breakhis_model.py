@@ -133,7 +133,7 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
 
 
 def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: Path | None = None,
-            pretrain: Path | None = None, dest: Path = MODELS_DIR / BREAKHIS_MODEL,
+            pretrain: Path | None = None, probes: Path | None = None, dest: Path = MODELS_DIR / BREAKHIS_MODEL,
             log: Callable[[str], None] = _LOG.info) -> InstalledBreakhis:
     """Compare, then install the winner into the package without the files the runtime does not need.
 
@@ -156,6 +156,7 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: Path | N
         manifest["name"] = BREAKHIS_MODEL
         write_manifest(work, manifest)
         card = model_card(work, Path(best["run_dir"]), data_dir, rows, cv, pretrain, log)
+        card["probes"] = json.loads(probes.read_text()) if probes else None
         (work / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
         (work / "MODEL_CARD.md").write_text(render(card) + "\n")
         write_manifest(work, manifest)  # hash the card and its figures too
@@ -297,6 +298,7 @@ def render(card: dict) -> str:
     else:
         lines.append("Start: from scratch (random initialisation).")
     lines += _cv_lines(card["cv"])
+    lines += _probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",
               f"{card['shipped_mb']} MB: {len(card['onnx_files'])} ONNX files ({', '.join(card['onnx_files'])}): "
               "the backbone in fp32 and int8 (U8S8, 7-bit weights, per-channel), the head and the exact Grad-CAM "
@@ -364,6 +366,18 @@ def _target_line(measured: float | None, target: float, n_patients: int) -> str:
             f"patients ({measured - target:+.3f}): **{'met' if measured >= target else 'not met'}**. The test side "
             f"holds {n_patients} patients, so one patient moves this figure by a lot; the grouped-CV spread "
             "above is the better guide to what to expect.")
+
+
+def _probe_lines(probes: dict | None) -> list[str]:
+    if not probes:
+        return []
+    lines = ["", f"Frozen features, logistic regression, the same grouped {probes['folds']}-fold CV "
+                 "(`edgehisto train breakhis-probe`): what a start's features carry before any fine-tuning.", "",
+             "| features | held-out binary balanced acc (mean ± sd) |", "|---|---|"]
+    names = {"pretrained_frozen": "IDC-pretrained DenseNet121, frozen", "random_frozen": "random DenseNet121, frozen",
+             "colour_statistics": "per-channel colour mean and std (6 numbers)"}
+    lines += [f"| {names.get(k, k)} | {v['mean']:.3f} ± {v['sd']:.3f} |" for k, v in probes["probes"].items()]
+    return lines
 
 
 def _cv_lines(cv: dict | None) -> list[str]:

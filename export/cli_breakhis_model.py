@@ -19,8 +19,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--cv", "cv", type=_FILE, default=None, help="cv.json of `train breakhis-cv`, quoted by the card.")
 @click.option("--pretrain", "pretrain", type=_FILE, default=None,
               help="pretrain.json of `train pretrain-idc`, quoted by the card.")
+@click.option("--probes", "probes", type=_FILE, default=None,
+              help="probes.json of `train breakhis-probe`, quoted by the card.")
 def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv: Path | None,
-                   pretrain: Path | None) -> None:
+                   pretrain: Path | None, probes: Path | None) -> None:
     """Choose the embedded BreaKHis model among trained and exported candidates and install it.
 
     The candidate with the best int8 binary balanced accuracy on the val patients wins. It is
@@ -30,6 +32,6 @@ def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgehisto.export.breakhis_model import install
 
-    installed = install(list(candidates), data_dir, cv=cv, pretrain=pretrain,
+    installed = install(list(candidates), data_dir, cv=cv, pretrain=pretrain, probes=probes,
                         log=lambda line: click.echo(line, err=True))
     click.echo(f"installed {installed.dest} ({installed.total_bytes / 1e6:.2f} MB)")

@@ -40,6 +40,10 @@ def test_wheel_contains_every_stage_package_and_no_tests(wheel):
         assert "edgehisto/runtime/models/idc-default/manifest.json" in names
 
 
+def test_the_wheel_stays_under_60_mb_with_every_embedded_model(wheel):
+    assert wheel.stat().st_size <= 60 * 10**6, f"{wheel.stat().st_size / 1e6:.1f} MB"
+
+
 def test_wheel_ships_only_what_the_runtime_and_verify_read(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     offenders = [n for n in names if n.endswith((".keras", ".tflite", ".h5")) or "/reference/" in n

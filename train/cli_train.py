@@ -188,3 +188,19 @@ def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **op
         image = levels["image"]["balanced_accuracy"]
         click.echo(f"{name}: held-out balanced accuracy {image['mean']:.3f} ± {image['sd']:.3f} "
                    f"over {levels['image']['folds']} folds")
+
+
+@train.command("breakhis-probe")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for probes.json.")
+@click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Pretrained backbone to probe (e.g. runs/pretrain-idc64/backbone.keras).")
+@config_option(CVConfig, "folds", "--folds", type=click.IntRange(min=2))
+@config_option(CVConfig, "seed", "--seed", type=int)
+def breakhis_probe_cmd(data_dir: Path, out_dir: Path, weights: str | None, folds: int, seed: int) -> None:
+    """Linear probes on frozen features (pretrained, random, colour statistics), grouped k-fold CV."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgehisto.train.starts import linear_probes
+
+    linear_probes(data_dir, out_dir, weights, folds=folds, seed=seed, log=_progress)
