@@ -107,7 +107,7 @@ reexport-default-model: install
 # its record should be in the model card (another ~55 minutes).
 BREAKHIS_RUNS := runs/breakhis-real
 BREAKHIS_PRETRAINED := $(BREAKHIS_RUNS)/pretrain-idc64/backbone.keras
-BREAKHIS_TRAIN := --weights $(BREAKHIS_PRETRAINED) --epochs 20 --patience 5 --seed 0
+BREAKHIS_TRAIN := --epochs 15 --patience 4 --seed 0
 $(BREAKHIS_PRETRAINED): | install
 	$(EH) train pretrain-idc $(IDC_DATA) --out $(BREAKHIS_RUNS)/pretrain-idc64 --input-size 64 --epochs 4 --seed 0
 

@@ -288,15 +288,18 @@ def render(card: dict) -> str:
               "restored); flips, rotation ±10°, zoom 10%, contrast 10%; balanced class weights on the subtype "
               f"stages; seed {cfg['seed']}."]
     pre = card["pretrain"]
+    pretrained = bool(cfg.get("weights"))
+    lines.append("Start: **in-domain pretraining** (the IDC-pretrained backbone below), then every layer fine-tuned."
+                 if pretrained else "Start: **from scratch** (random initialisation), chosen by the grouped CV below.")
     if pre:
         pm = pre["val_metrics"]
-        lines.append(f"Start: **in-domain pretraining** (no ImageNet weights can be downloaded here). The DenseNet121 "
-                     f"backbone was first trained on the 6,341 real IDC patches (16 patients, MIT) at "
+        lines.append(f"In-domain pretraining (no ImageNet weights can be downloaded here): DenseNet121 with the seed's "
+                     f"head trained on the 6,341 real IDC patches (16 patients, MIT) at "
                      f"{pre['config']['input_size']}x{pre['config']['input_size']} (about the microns per pixel of "
-                     f"a 100X field resized to 128) for {pre['config']['epochs']} epochs with H&E colour jitter; "
-                     f"on its held-out IDC patients it reached balanced accuracy {pm['balanced_accuracy']:.3f}.")
-    else:
-        lines.append("Start: from scratch (random initialisation).")
+                     f"a 100X field resized to 128) for {pre['config']['epochs']} epochs with H&E colour jitter; on "
+                     f"its held-out IDC patients it reached balanced accuracy {pm['balanced_accuracy']:.3f}"
+                     + ("." if pretrained else "; as a start for BreaKHis it lost to random initialisation in the "
+                        "grouped CV, so this model does not use it."))
     lines += _cv_lines(card["cv"])
     lines += _probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",

@@ -173,10 +173,13 @@ def test_a_capture_swapped_for_a_link_is_refused_not_followed(tmp_path):
         read_capture(tmp_path / "captures", "capture.png", 2**20)
 
 
-def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(hierarchy_bundle, synth_breakhis_dir):
-    _, bundle = hierarchy_bundle
-    image = next(Path(synth_breakhis_dir).rglob("SOB_M_*.png"))
-    with TestClient(create_app(KioskSettings(model=bundle, precision="fp32"))) as client:
+@pytest.mark.skipif("breakhis" not in embedded_bundles(), reason="no embedded BreaKHis bundle in this checkout")
+def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(tmp_path):
+    from edgehisto.data.synth_breakhis import synthesize_breakhis
+
+    synthesize_breakhis(tmp_path / "synth", 8, seed=2)
+    image = next((tmp_path / "synth").rglob("SOB_M_*-100-*.png"))
+    with TestClient(create_app(KioskSettings(model="breakhis"))) as client:
         body = upload(client, image).json()
     record = body["record"]
     assert record["subtype_stage"] in ("benign_subtype", "malignant_subtype")

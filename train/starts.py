@@ -14,6 +14,7 @@ therefore closer in scale than 128x128 (1.6 um/px), and about four times cheaper
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import numpy as np
 from edgehisto.data.tasks import BREAKHIS
 
 START_SCRATCH = "scratch"
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
 @dataclass
@@ -53,7 +55,7 @@ class CVConfig:
 
 
 def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = _LOG.info) -> dict:
     """Train DenseNet121 (the seed's head, 2 classes) on IDC patches; write ``backbone.keras``.
 
     Patients are split train/val (grouped); the val figures say whether the backbone learned.
@@ -136,7 +138,7 @@ def patient_vote(truth: np.ndarray, probabilities: np.ndarray, patients: np.ndar
 
 
 def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], config: CVConfig,
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = _LOG.info) -> dict:
     """Train the binary stage once per (fold, start); score each held-out fold; write ``cv.json``.
 
     ``starts``: name -> None (from scratch) or a weight file for the backbone. Results are written
@@ -267,7 +269,7 @@ def probe_features(data_dir: Path, weights: str | None, input_size: int = 128) -
 
 
 def linear_probes(data_dir: Path, out_dir: Path, weights: str | None, folds: int = 4, seed: int = 0,
-                  split_key: str = "slide", log: Callable[[str], None] = print) -> dict:
+                  split_key: str = "slide", log: Callable[[str], None] = _LOG.info) -> dict:
     """Grouped k-fold CV of a logistic regression on frozen features (the same folds as ``grouped_cv``).
 
     A cheap check of what a start's features carry before fine-tuning: the pretrained backbone
