@@ -236,6 +236,15 @@ def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list
     }
 
 
+def _stopping(cfg: dict) -> str:
+    if cfg["patience"] >= cfg["epochs"]:
+        return (f"a fixed {cfg['epochs']} epochs, as the grouped CV validated (EarlyStopping's patience "
+                f"{cfg['patience']} never stops it: the val side is too small to stop on), ReduceLROnPlateau on "
+                "val loss")
+    return (f"up to {cfg['epochs']} epochs, ReduceLROnPlateau and EarlyStopping (val_loss, patience "
+            f"{cfg['patience']}, best weights restored)")
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -283,9 +292,8 @@ def render(card: dict) -> str:
               f"Model: {arch} ({sum(card['n_params'].values()):,} parameters), "
               f"{card['preprocess']['input_size'][1]}x{card['preprocess']['input_size'][0]} whole-image input, the "
               "seed's head (GAP, Dense64-ReLU (L2), BN, Dropout 0.4, Dense + softmax).",
-              f"Recipe: Adam {cfg['learning_rate']}, batch {cfg['batch_size']}, up to {cfg['epochs']} epochs, "
-              f"ReduceLROnPlateau and EarlyStopping (val_loss, patience {cfg['patience']}, best weights "
-              "restored); flips, rotation ±10°, zoom 10%, contrast 10%; balanced class weights on the subtype "
+              f"Recipe: Adam {cfg['learning_rate']}, batch {cfg['batch_size']}, " + _stopping(cfg)
+              + "; flips, rotation ±10°, zoom 10%, contrast 10%; balanced class weights on the subtype "
               f"stages; seed {cfg['seed']}."]
     pre = card["pretrain"]
     pretrained = bool(cfg.get("weights"))
