@@ -96,9 +96,16 @@ def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x:
         report.gate(name, "gradcam_fp32_min_pearson", min(r), thresholds.gradcam_min_pearson, ">=")
         return
     recorded = expected[f"int8_probabilities__{name}"]
-    report.gate(name, "onnx_int8_top1_agreement", np.mean(probabilities.argmax(1) == keras_top1),
-                thresholds.int8_min_agreement, ">=")
-    report.gate(name, "gradcam_int8_mean_pearson", np.mean(r), thresholds.gradcam_int8_min_mean_pearson, ">=")
+    agreement, mean_r = np.mean(probabilities.argmax(1) == keras_top1), np.mean(r)
+    if synthetic_golden(golden):
+        # int8 against Keras on synthetic (off-distribution) tiles measures the bundle's quantisation,
+        # not this machine: export gated it on real held-out tiles (parity.json). What this machine
+        # can change, its kernels, the portability gates below bind exactly.
+        report.reported.setdefault(name, {}).update(onnx_int8_top1_agreement=float(agreement),
+                                                    gradcam_int8_mean_pearson=float(mean_r))
+    else:
+        report.gate(name, "onnx_int8_top1_agreement", agreement, thresholds.int8_min_agreement, ">=")
+        report.gate(name, "gradcam_int8_mean_pearson", mean_r, thresholds.gradcam_int8_min_mean_pearson, ">=")
     # Portability: the exporting machine's int8 numbers, reproduced here.
     report.gate(name, "int8_vs_export_max_abs_prob_diff", np.abs(probabilities - recorded).max(),
                 golden["int8_portability_max_abs_prob_diff"], "<=")
@@ -127,8 +134,16 @@ def _routed_gate(report: VerifyReport, runtime: Classifier, bundle: Bundle, x: n
     results = runtime.classify_tensor(x)
     same = [(r.stages[-1].stage, r.stages[-1].label) == keras_route(bundle, expected, i)
             for i, r in enumerate(results)]
+    if runtime.precision == "int8" and synthetic_golden(bundle.manifest["golden"]):
+        report.reported.setdefault("routed", {})["onnx_int8_label_agreement"] = float(np.mean(same))
+        return
     threshold = 0.999 if runtime.precision == "fp32" else thresholds.int8_min_agreement
     report.gate("routed", f"onnx_{runtime.precision}_label_agreement", np.mean(same), threshold, ">=")
+
+
+def synthetic_golden(golden: dict) -> bool:
+    """Whether the golden tiles are synthetic (embedded bundles carry no real tissue)."""
+    return str(golden.get("source", "")).startswith("synthetic")
 
 
 def format_report(report: VerifyReport) -> str:

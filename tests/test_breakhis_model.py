@@ -39,7 +39,7 @@ def test_classify_by_name_routes_a_field_with_a_map_per_stage_and_warns_on_a_pat
     from edgehisto.data.synth_breakhis import synthesize_breakhis
 
     synthesize_breakhis(tmp_path / "synth", 8, seed=5)
-    field = next((tmp_path / "synth").rglob("SOB_*-100-*.png"))
+    field = next(p for p in (tmp_path / "synth").rglob("SOB_*.png") if not p.name.endswith("_mask.png"))
     small = tmp_path / "small-field.png"  # the shared copy's size: half of 700x460
     cv2.imwrite(str(small), cv2.resize(cv2.imread(str(field)), (350, 230), interpolation=cv2.INTER_AREA))
     patch = tmp_path / "patch.png"

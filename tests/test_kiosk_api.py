@@ -178,7 +178,7 @@ def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(tmp_path):
     from edgehisto.data.synth_breakhis import synthesize_breakhis
 
     synthesize_breakhis(tmp_path / "synth", 8, seed=2)
-    image = next((tmp_path / "synth").rglob("SOB_M_*-100-*.png"))
+    image = next(p for p in (tmp_path / "synth").rglob("SOB_M_*.png") if not p.name.endswith("_mask.png"))
     with TestClient(create_app(KioskSettings(model="breakhis"))) as client:
         body = upload(client, image).json()
     record = body["record"]
