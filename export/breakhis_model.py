@@ -210,11 +210,11 @@ def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list
     for precision in PRECISIONS:
         routed = test[precision]["image"]["routed"]
         plot_confusion_matrix(np.asarray(routed["confusion_matrix"]), CLASSES,
-                              figures / f"test_routed_{precision}.png",
+                              figures / f"held_out_routed_{precision}.png",
                               f"8-class routed, test patients, {precision} (n={routed['n']})")
         binary = test[precision]["image"]["binary"]
         plot_confusion_matrix(np.asarray(binary["confusion_matrix"]), BREAKHIS.stages["binary"],
-                              figures / f"test_binary_{precision}.png",
+                              figures / f"held_out_binary_{precision}.png",
                               f"benign/malignant, test patients, {precision} (n={binary['n']})")
     split = json.loads((run_dir / "split.json").read_text())
     folders = {side: sorted({patient_folder(r["relpath"]) for r in read_split(run_dir) if r["side"] == side})
@@ -334,7 +334,8 @@ def render(card: dict) -> str:
         recalls = " | ".join(_pct(routed["per_class"][c]["recall"]) if support[c] else "—" for c in CLASSES)
         lines.append(f"| {precision} | {routed['accuracy']:.3f} | {routed['balanced_accuracy']:.3f} | "
                      f"{test[precision]['patient']['routed_accuracy']:.3f} | {recalls} |")
-    lines += ["", "Confusion matrices: `card/test_binary_{fp32,int8}.png`, `card/test_routed_{fp32,int8}.png`. "
+    lines += ["", "Confusion matrices (test patients): `card/held_out_binary_{fp32,int8}.png`, "
+              "`card/held_out_routed_{fp32,int8}.png`. "
               "The `evaluate` report of the test patients, with Grad-CAM panels of correct and incorrect "
               "predictions per class and stage, is not shipped: its panels are BreaKHis images, which stay out of "
               "the repository and the wheel. `make demo` or `edgehisto evaluate breakhis "

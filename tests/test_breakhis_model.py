@@ -66,7 +66,7 @@ def test_the_package_copy_ships_no_real_image_and_fits_the_wheel_budget(card):
     assert manifest["golden"]["source"].startswith("synthetic")
     pictures = {p.relative_to(BUNDLE).as_posix() for p in files if p.suffix == ".png"}
     assert pictures == set(manifest["golden"]["tiles"]) | {
-        f"card/test_{kind}_{p}.png" for kind in ("binary", "routed") for p in ("fp32", "int8")}
+        f"card/held_out_{kind}_{p}.png" for kind in ("binary", "routed") for p in ("fp32", "int8")}
     assert not any(p.suffix in (".keras", ".tflite") for p in files)
     text = (BUNDLE / "MODEL_CARD.md").read_text()
     assert "research use" in text and "not a diagnostic device" in text
