@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -31,12 +29,7 @@ if not (CHROMIUM and CHROMEDRIVER):
         pytest.fail("EDGEHISTO_REQUIRE_BROWSER=1 but no chromium/chromedriver on PATH", pytrace=False)
     pytest.skip("no Chromium/ChromeDriver found (apt-get install chromium chromium-driver)", allow_module_level=True)
 CONSOLE_SCRIPT = Path(sys.executable).with_name("edgehisto")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from benchmarks.kiosk_load import free_port, wait_healthy  # noqa: E402
 
 
 @pytest.fixture
@@ -45,19 +38,11 @@ def server(tmp_path):
     process = subprocess.Popen([str(CONSOLE_SCRIPT), "serve", "--port", str(port)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"edgehisto serve exited: {process.stderr.read()}")
-            time.sleep(0.3)
-    else:
+    try:
+        wait_healthy(url, process)  # the load check's own start-up wait
+    except SystemExit as failure:
         process.kill()
-        pytest.fail("edgehisto serve did not become healthy within 120 s")
+        pytest.fail(str(failure))
     yield url
     process.terminate()
     process.wait(timeout=30)

@@ -79,11 +79,16 @@ def test_a_rerun_skips_what_is_done_and_appends_the_rest(tiles, tmp_path):
     assert len((tmp_path / "all.csv").read_text().splitlines()) == len(rows) + 1
 
 
-def test_a_changed_file_is_classified_again(tiles, tmp_path):
-    folder = tmp_path / "few"
+def few_negatives(tiles: Path, folder: Path, count: int) -> Path:
+    """A folder with the first ``count`` class-0 tiles, flat."""
     folder.mkdir()
-    for tile in sorted(tiles.rglob("*class0.png"))[:3]:
+    for tile in sorted(tiles.rglob("*class0.png"))[:count]:
         shutil.copy(tile, folder / tile.name)
+    return folder
+
+
+def test_a_changed_file_is_classified_again(tiles, tmp_path):
+    folder = few_negatives(tiles, tmp_path / "few", 3)
     out = tmp_path / "out"
     assert run("console script", "batch", folder, "--out", out, cwd=tmp_path).returncode == 0
     changed = sorted(folder.iterdir())[0]
@@ -103,10 +108,7 @@ def test_a_csv_list_of_paths_is_a_source(tiles, tmp_path):
 
 
 def test_a_part_cut_short_by_an_interruption_does_not_stop_the_rerun(tiles, tmp_path):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for tile in sorted(tiles.rglob("*class0.png"))[:4]:
-        shutil.copy(tile, folder / tile.name)
+    folder = few_negatives(tiles, tmp_path / "few", 4)
     out = tmp_path / "out"
     assert run("console script", "batch", folder, "--out", out, cwd=tmp_path).returncode == 0
     (part,) = out.glob("*.parquet")
