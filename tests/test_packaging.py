@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -15,17 +16,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel_build(tmp_path_factory) -> tuple[Path, str]:
+    """(the built wheel, the build's verbose output: pip shows the backend's warnings only with -v)."""
     out = tmp_path_factory.mktemp("wheel")
     # setuptools builds through ./build/lib and keeps files there from earlier builds, so a module
     # moved or deleted since would still be shipped: start from an empty build directory.
     shutil.rmtree(ROOT / "build", ignore_errors=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out), str(ROOT)],
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"pip wheel failed: {done.stderr[-2000:]}")
     (path,) = out.glob("edgehisto-*.whl")
-    return path
+    return path, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build) -> Path:
+    return wheel_build[0]
+
+
+def test_the_build_declares_every_data_folder_it_ships(wheel_build):
+    # setuptools ships a data folder that looks like a package but warns that a future version will
+    # not, unless pyproject.toml lists it under packages.
+    undeclared = sorted(set(re.findall(r"Package '([\w.]+)' is absent from the `packages` configuration",
+                                       wheel_build[1])))
+    assert undeclared == []
 
 
 def test_wheel_contains_every_stage_package_and_no_tests(wheel):
