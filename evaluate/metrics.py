@@ -71,26 +71,41 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     plt.close(fig)
 
 
-def plot_history(history: dict[str, list[float]], path: Path) -> None:
-    """Loss and accuracy per epoch, training vs validation."""
+def history_figure(history: dict[str, list[float]]):
+    """A matplotlib figure of loss and accuracy per epoch, training vs validation."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         # multitask models log one accuracy per head (e.g. binary_probabilities_accuracy)
         names = [k for k in history if k.endswith(metric) and not k.startswith("val_")]
         for name in names:
-            for prefix, style in (("", "-"), ("val_", "--")):
+            for prefix, style in (("", "o-"), ("val_", "s--")):
                 values = history.get(prefix + name)
                 if values:
-                    ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + name)
+                    # markers: a one-epoch run is a single point, which a bare line does not draw
+                    ax.plot(range(1, len(values) + 1), values, style, markersize=4,
+                            label=(prefix or "train_") + name)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
-        if ax.lines:
+        if metric == "accuracy":
+            ax.set_ylim(-0.02, 1.02)  # the whole scale: a zoomed axis makes a few points' noise look like a trend
+        if ax.lines:  # whole epochs only; matplotlib would centre one point on ticks like 0.995
+            ax.set_xlim(0.5, max(len(line.get_xdata()) for line in ax.lines) + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    """Write loss and accuracy per epoch, training vs validation, as a PNG."""
+    from matplotlib import pyplot as plt
+
+    fig = history_figure(history)
     fig.savefig(path, dpi=110)
     plt.close(fig)
