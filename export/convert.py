@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf2onnx
 
 from edgehisto.errors import ExportError
+from edgehisto.export.converter_output import quiet_converter
 
 OPSET = 17  # ScatterElements(reduction="add") in the gradient graph needs >= 16
 
@@ -52,7 +53,8 @@ def to_onnx(model: keras.Model, input_name: str, output_names: list[str]) -> onn
     """Convert a single-input Keras model and give its tensors stable names."""
     shape = (None, *model.input.shape[1:])
     signature = (tf.TensorSpec(shape, tf.float32, name=input_name),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    with quiet_converter():
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     if proto.graph.input[0].name != input_name:
         rename_tensor(proto, proto.graph.input[0].name, input_name)
     for value, name in zip(list(proto.graph.output), output_names, strict=True):

@@ -141,10 +141,13 @@ def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x:
 def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, reference: np.ndarray,
                   labels: np.ndarray, thresholds: Thresholds) -> None:
     """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
+    from edgehisto.export.converter_output import quiet_converter
     from edgehisto.runtime.litert import LiteRTModel, probabilities
 
-    models = {p: LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output) for p in PRECISIONS}
-    probs = {p: probabilities(model.predict(x), stage.output) for p, model in models.items()}
+    with quiet_converter():  # the interpreter announces its XNNPACK delegate on fd 2
+        models = {p: LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output)
+                  for p in PRECISIONS}
+        probs = {p: probabilities(model.predict(x), stage.output) for p, model in models.items()}
     report.gate(stage.name, "tflite_fp32_max_abs_prob_diff", np.abs(probs["fp32"] - reference).max(),
                 thresholds.fp32_max_abs_diff, "<=")
     top1 = probs["int8"].argmax(1)

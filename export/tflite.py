@@ -8,14 +8,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edgehisto.export.converter_output import quiet_converter
+
 
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
+def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
+    with quiet_converter():  # the converter dumps a TensorSpec per variable; see converter_output
+        return converter.convert()
+
+
 def convert_tflite_fp32(model: keras.Model, path: Path) -> None:
     """Whole model, float32, no optimisation (the parity reference for TFLite)."""
-    path.write_bytes(_converter(model).convert())
+    path.write_bytes(_convert(_converter(model)))
 
 
 def convert_tflite_int8(model: keras.Model, path: Path, calibration: np.ndarray) -> None:
@@ -35,4 +42,4 @@ def convert_tflite_int8(model: keras.Model, path: Path, calibration: np.ndarray)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    path.write_bytes(_convert(converter))

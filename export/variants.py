@@ -79,14 +79,16 @@ def nchw_backbone(bundle: Bundle, stage: StageSpec, out: Path) -> Path:
     import tf2onnx
 
     from edgehisto.export.convert import OPSET, rename_tensor, split_at
+    from edgehisto.export.converter_output import quiet_converter
 
     entry = bundle.manifest["stages"][stage.name]
     names = entry.get("reference_outputs", {"logits": "logits", "probabilities": "probabilities"})
     model = keras.models.load_model(bundle.file(entry["reference_keras"]), compile=False)
     backbone = split_at(model, stage.gradcam_layer, names["logits"], names["probabilities"]).backbone
     signature = (tf.TensorSpec((None, *backbone.input.shape[1:]), tf.float32, name=tensors.IMAGE),)
-    proto, _ = tf2onnx.convert.from_keras(backbone, input_signature=signature, opset=OPSET,
-                                          inputs_as_nchw=[tensors.IMAGE])
+    with quiet_converter():
+        proto, _ = tf2onnx.convert.from_keras(backbone, input_signature=signature, opset=OPSET,
+                                              inputs_as_nchw=[tensors.IMAGE])
     rename_tensor(proto, proto.graph.output[0].name, tensors.ACTIVATIONS)  # the input keeps its name
     onnx.save(proto, out)
     return out
