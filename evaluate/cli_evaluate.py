@@ -37,15 +37,17 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
 
     MODEL is an embedded model's name (idc, breakhis) or a bundle directory.
     """
+    from edgehisto.cli_progress import progress_reporter
     from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
     from edgehisto.runtime.registry import resolve_bundle
 
     bundle_dir = resolve_bundle(bundle_dir).path
     precisions = PRECISIONS if precision == "both" else (precision,)
-    report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
-                             top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
-                             allow_failed_parity=allow_failed_parity, all_tiles=all_tiles,
-                             log=lambda line: click.echo(line, err=True))
+    with progress_reporter() as progress:
+        report = evaluate_bundle(bundle_dir, data_dir, out_dir, precisions, limit=limit, panel_n=panel_n,
+                                 top_k_percent=top_k_percent, seed=seed, batch_size=batch_size,
+                                 allow_failed_parity=allow_failed_parity, all_tiles=all_tiles,
+                                 log=lambda line: click.echo(line, err=True), progress=progress)
     for stem, result in report["results"].items():
         metrics, deletion = result["metrics"], result.get("deletion")
         line = (f"{stem}: accuracy {metrics['accuracy']:.4f}, balanced accuracy "

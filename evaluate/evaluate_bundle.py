@@ -36,6 +36,10 @@ from edgehisto.runtime.classifier import Classifier
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
+def _no_progress(_done: int, _total: int, _label: str) -> None:
+    """The default per-batch progress callback: say nothing (``log`` still gets each step)."""
+
+
 @dataclass(frozen=True)
 class LabelledTile:
     """A tile file, its true class per stage it is labelled for, and its lesion mask if any."""
@@ -126,7 +130,7 @@ class _Scored:
 
 
 def score_tiles(classifier: Classifier, tiles: Sequence[LabelledTile], top_k_percent: float,
-                seed: int = 0, batch_size: int = 64, log: Callable[[str], None] = _LOG.info
+                seed: int = 0, batch_size: int = 64, progress: Callable[[int, int, str], None] = _no_progress
                 ) -> tuple[dict[str, list[TileOutcome]], list[dict]]:
     """Classify tiles with Grad-CAM and score each stage's maps: ({stage: outcomes}, failures).
 
@@ -159,7 +163,7 @@ def score_tiles(classifier: Classifier, tiles: Sequence[LabelledTile], top_k_per
                     _Scored(outcome, result.image, heat, np.random.default_rng([seed, index])))
         for stage_name, scored in pending.items():
             _deletion_test(classifier, classifier.stages[stage_name], scored, top_k_percent / 100.0)
-        log(f"{classifier.precision}: {min(start + batch_size, len(tiles))}/{len(tiles)} tiles")
+        progress(min(start + batch_size, len(tiles)), len(tiles), f"{classifier.precision} tiles")
     return outcomes, failures
 
 
@@ -246,8 +250,12 @@ def write_predictions(outcomes: Sequence[TileOutcome], class_names: Sequence[str
 def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions: Sequence[str] = PRECISIONS,
                     limit: int | None = None, panel_n: int = 4, top_k_percent: float = 20.0,
                     seed: int = 0, batch_size: int = 64, allow_failed_parity: bool = False,
-                    all_tiles: bool = False, log: Callable[[str], None] = _LOG.info) -> dict:
+                    all_tiles: bool = False, log: Callable[[str], None] = _LOG.info,
+                    progress: Callable[[int, int, str], None] = _no_progress) -> dict:
     """Evaluate every stage of a bundle at each precision; writes the report dir, returns its JSON.
+
+    ``log`` receives one line per step; ``progress(done, total, label)`` is called after every
+    batch of tiles (label: the precision), for the CLI to draw as it likes.
 
     A bundle without passed parity gates is refused unless ``allow_failed_parity`` (then the
     report's ``parity_warning`` says so).
@@ -272,7 +280,7 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
     for precision in precisions:
         classifier = Classifier(bundle, precision=precision, allow_failed_parity=allow_failed_parity)
         outcomes, report["failures"][precision] = score_tiles(classifier, tiles, top_k_percent, seed,
-                                                              batch_size, log)
+                                                              batch_size, progress)
         for stage_name, rows in outcomes.items():
             if not rows:  # routing sent it nothing: say so rather than leave the stage out
                 report["stages_without_tiles"].append(f"{stage_name} ({precision})")

@@ -11,6 +11,9 @@ import csv
 import importlib.util
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -131,11 +134,11 @@ def test_a_breakhis_bundle_reads_breakhis_data_and_says_when_it_is_missing(tmp_p
 # -- the report on the exported IDC bundle ------------------------------------------------------
 @pytest.fixture(scope="module")
 def evaluation(idc_bundle, synth_idc_dir, tmp_path_factory):
-    """(report dir, returned report, log lines) of one evaluation at both precisions."""
+    """(report dir, returned report, log lines and progress reports) of one evaluation at both precisions."""
     out, lines = tmp_path_factory.mktemp("evaluation"), []
     # Every tile, not only the 21 held-out ones: these tests exercise the report on 60 tiles.
     report = evaluate_bundle(idc_bundle, synth_idc_dir, out, limit=LIMIT, panel_n=3, all_tiles=True,
-                             log=lines.append)
+                             log=lines.append, progress=lambda *reported: lines.append(reported))
     return out, report, lines
 
 
@@ -148,7 +151,7 @@ def test_report_has_metrics_and_confusion_matrices_for_both_precisions(evaluatio
         assert metrics["n"] == LIMIT and 0.0 <= metrics["balanced_accuracy"] <= 1.0
         assert cv2.imread(str(out / f"idc_{precision}_confusion.png")) is not None
         assert (out / f"idc_{precision}_confusion.csv").is_file()
-        assert f"{precision}: {LIMIT}/{LIMIT} tiles" in lines
+        assert (LIMIT, LIMIT, f"{precision} tiles") in lines  # the last progress report of that precision
     assert json.loads((out / "evaluation.json").read_text())["results"].keys() == {"idc_fp32", "idc_int8"}
     assert report["failures"] == {"fp32": [], "int8": []}
 
@@ -232,3 +235,17 @@ def test_evaluate_scores_only_the_held_out_tiles_unless_asked_for_all(idc_bundle
     test_rows = (idc_bundle / "reference" / "test_split.csv").read_text().splitlines()[1:]
     assert len(held) == len(test_rows) < len(every)
     assert "held-out" in scope and "--all-tiles" in everything
+
+
+@needs_tensorflow
+@pytest.mark.slow
+def test_evaluate_logs_a_start_and_an_end_line_per_precision_not_one_per_batch(idc_bundle, synth_idc_dir, tmp_path):
+    # The installed command with stderr to a pipe, as in a log file: no progress bar, a few lines.
+    edgehisto = Path(sys.executable).with_name("edgehisto")
+    done = subprocess.run([str(edgehisto), "evaluate", str(idc_bundle), str(synth_idc_dir), "--out",
+                           str(tmp_path / "report"), "--all-tiles", "--limit", "48", "--batch-size", "8",
+                           "--panel-n", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    progress = [line for line in done.stderr.splitlines() if re.match(r"(fp32|int8) tiles: \d+/48$", line)]
+    assert progress == ["fp32 tiles: 0/48", "fp32 tiles: 48/48", "int8 tiles: 0/48", "int8 tiles: 48/48"]
+    assert not re.search(r"\b(8|16|24)/48\b", done.stderr)  # six batches each, none logged on its own
