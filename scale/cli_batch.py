@@ -34,6 +34,7 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
     error, warning, bundle sha256 and precision. A file that fails is a row with an error; the
     job carries on. Exit 0 when every input has a row without error, 1 otherwise.
     """
+    from edgehisto.cli_progress import progress_reporter
     from edgehisto.scale.batch import latest_rows, plan, readable_parts, run_local, run_ray, to_csv
 
     if engine == "ray":
@@ -44,8 +45,9 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
     if engine == "ray":
         summary = run_ray(job, out_dir, precision, workers, address=address, gradcam_dir=gradcam_dir)
     else:
-        summary = run_local(job, out_dir, precision, gradcam_dir=gradcam_dir,
-                            progress=lambda done, total: click.echo(f"{done}/{total} inputs", err=True))
+        with progress_reporter() as report:  # a bar on a terminal, not a line per 256-row part
+            summary = run_local(job, out_dir, precision, gradcam_dir=gradcam_dir,
+                                progress=lambda done, total: report(done, total, "inputs"))
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     click.echo(f"{summary.written} rows written ({summary.failed} with an error), {summary.skipped} skipped as "
                f"already done, in {summary.seconds:.1f} s ({rate:.1f} inputs/s, {summary.engine}, "
