@@ -101,12 +101,12 @@ def _train_hierarchy(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
         log(f"[{stage}] {int((train_y >= 0).sum())} training tiles, class weights {weights}")
         model = create_model(ARCH_MODELS["hierarchy"], n_classes=len(classes), input_size=config.input_size,
                              weights=config.weights)
-        _fit_with_optional_fine_tune(model, data, config, run_dir, stage, weights)
+        _fit_with_optional_fine_tune(model, data, config, run_dir, stage, weights, log)
         models[stage], weights_used[stage] = model, weights
     return models, weights_used
 
 
-def _fit_with_optional_fine_tune(model, data, config, run_dir, stem, weights) -> None:
+def _fit_with_optional_fine_tune(model, data, config, run_dir, stem, weights, log) -> None:
     """From scratch: train everything. With pretrained weights and fine-tune epochs: head first,
     then unfreeze the last dense block (``conv5_*``) at a tenth of the learning rate."""
     from edgehisto.train.fit import fit_model
@@ -116,13 +116,13 @@ def _fit_with_optional_fine_tune(model, data, config, run_dir, stem, weights) ->
         for layer in model.layers:
             layer.trainable = not (layer.name.startswith(("conv", "pool", "bn", "relu", "zero_padding")))
     _compile(model, config)
-    fit_model(model, data["train"], data["val"], config, run_dir, stem, weights)
+    fit_model(model, data["train"], data["val"], config, run_dir, stem, weights, log=log)
     if pretrained:
         for layer in model.layers:
             layer.trainable = layer.trainable or layer.name.startswith(("conv5", "bn", "relu"))
         _compile(model, config, config.learning_rate / 10)
         tuned = BreakhisConfig(**{**asdict(config), "epochs": config.fine_tune_epochs})
-        fit_model(model, data["train"], data["val"], tuned, run_dir, f"{stem}_finetune", weights)
+        fit_model(model, data["train"], data["val"], tuned, run_dir, f"{stem}_finetune", weights, log=log)
 
 
 def _train_multitask(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, log):
@@ -150,7 +150,7 @@ def _train_multitask(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
                                   augment=side == "train", seed=config.seed, recipe="breakhis",
                                   stain=side == "train" and config.stain_augment, sample_weights=weights)
     log(f"[multitask] {len(arrays['train'].labels)} training tiles, subtype class weights {class_weights}")
-    _fit_with_optional_fine_tune(model, data, config, run_dir, "multitask", None)
+    _fit_with_optional_fine_tune(model, data, config, run_dir, "multitask", None, log)
     return model, class_weights
 
 

@@ -7,6 +7,7 @@ neither is written twice.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import get_args
@@ -23,6 +24,20 @@ from edgehisto.train.starts import START_SCRATCH, CVConfig, PretrainConfig
 
 def _progress(line: str) -> None:
     click.echo(line, err=True)
+
+
+def _keras_verbose() -> int:
+    """Keras's per-step bar on a terminal; off one (a log file, a pipe) a line per epoch, so logs stay short.
+
+    Keras draws on stdout, so stdout decides. Off a terminal the library adds a line about every minute.
+    """
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _starting(what: str) -> None:
+    """Say what starts before TensorFlow's import, the first few silent seconds."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    click.echo(f"{what} (loading TensorFlow)", err=True)
 
 
 def defaults(config: type) -> dict:
@@ -91,10 +106,10 @@ def train() -> None:
                help="Registered IDC model to train.")
 def train_idc_cmd(data_dir: Path, run_dir: Path, **options) -> None:
     """Train an IDC model (the seed's 27-layer CNN) on an IDC-layout directory (PATIENT/0|1/*.png)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _starting(f"training {options['model']} on {data_dir} -> {run_dir}")
     from edgehisto.train.idc import train_idc
 
-    metrics = train_idc(data_dir, run_dir, TrainConfig(**options), log=_progress)
+    metrics = train_idc(data_dir, run_dir, TrainConfig(**options, verbose=_keras_verbose()), log=_progress)
     click.echo(
         f"{run_dir}: test accuracy {metrics['accuracy']:.4f}, "
         f"balanced accuracy {metrics['balanced_accuracy']:.4f} on {metrics['n']} tiles"
@@ -121,12 +136,13 @@ def train_idc_cmd(data_dir: Path, run_dir: Path, **options) -> None:
                help="With --weights: after the head, fine-tune the last dense block this many epochs.")
 def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str, ...], **options) -> None:
     """Train the BreaKHis DenseNet121 hierarchy (binary -> benign or malignant subtype)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _starting(f"training the BreaKHis {options['arch']} on {data_dir} -> {run_dir}")
     from edgehisto.train.breakhis import train_breakhis
 
     if options["weights"] not in (None, "imagenet") and not Path(options["weights"]).is_file():
         raise click.BadParameter(f"{options['weights']} is not a file", param_hint="--weights")
-    config = BreakhisConfig(magnifications=tuple(int(m) for m in magnifications) or None, **options)
+    config = BreakhisConfig(magnifications=tuple(int(m) for m in magnifications) or None, **options,
+                            verbose=_keras_verbose())
     try:
         metrics = train_breakhis(data_dir, run_dir, config, log=_progress)
     except FileNotFoundError as missing:
@@ -147,10 +163,10 @@ def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str,
 @config_option(PretrainConfig, "seed", "--seed", type=int)
 def pretrain_idc_cmd(data_dir: Path, out_dir: Path, **options) -> None:
     """Pretrain a DenseNet121 backbone on real IDC patches, for `train breakhis --weights`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _starting(f"pretraining DenseNet121 on {data_dir} -> {out_dir}")
     from edgehisto.train.starts import pretrain_idc
 
-    record = pretrain_idc(data_dir, out_dir, PretrainConfig(**options), log=_progress)
+    record = pretrain_idc(data_dir, out_dir, PretrainConfig(**options, verbose=_keras_verbose()), log=_progress)
     click.echo(f"{out_dir / 'backbone.keras'}: IDC val balanced accuracy "
                f"{record['val_metrics']['balanced_accuracy']:.4f}")
 
@@ -179,11 +195,11 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "seed", "--seed", type=int)
 def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _starting(f"grouped {options['folds']}-fold CV on {data_dir} -> {out_dir}")
     from edgehisto.train.starts import grouped_cv
 
     parsed = dict(_parse_start(s) for s in starts)
-    record = grouped_cv(data_dir, out_dir, parsed, CVConfig(**options), log=_progress)
+    record = grouped_cv(data_dir, out_dir, parsed, CVConfig(**options, verbose=_keras_verbose()), log=_progress)
     for name, levels in record["summary"].items():
         image = levels["image"]["balanced_accuracy"]
         click.echo(f"{name}: held-out balanced accuracy {image['mean']:.3f} ± {image['sd']:.3f} "
@@ -200,7 +216,7 @@ def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **op
 @config_option(CVConfig, "seed", "--seed", type=int)
 def breakhis_probe_cmd(data_dir: Path, out_dir: Path, weights: str | None, folds: int, seed: int) -> None:
     """Linear probes on frozen features (pretrained, random, colour statistics), grouped k-fold CV."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _starting(f"linear probes on {data_dir} -> {out_dir}")
     from edgehisto.train.starts import linear_probes
 
     linear_probes(data_dir, out_dir, weights, folds=folds, seed=seed, log=_progress)

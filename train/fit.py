@@ -34,7 +34,51 @@ class FitConfig:
     stain_augment: bool = False
     patience: int = 5
     seed: int = 0
-    verbose: int = 2
+    verbose: int = 2  # Keras's: 1 draws a per-step bar (the CLI's choice on a terminal), 2 a line per epoch
+
+
+# Without Keras's per-step bar (verbose 2), a line at most this often inside an epoch: an IDC epoch
+# on the real data takes about 4 minutes on 2 cores, a log should not stay silent that long.
+STEP_LINE_SECONDS = 60.0
+
+
+def _no_log(_line: str) -> None:
+    """The default progress sink of ``fit_model``: say nothing."""
+
+
+def fit_progress(log: Callable[[str], None], name: str, verbose: int, every_seconds: float = STEP_LINE_SECONDS):
+    """A Keras callback: a line as fitting starts, and with ``verbose`` 2 a line every ``every_seconds``.
+
+    The first line comes before the first step, which also traces and compiles the graph (about a
+    minute for DenseNet121 on 2 cores) and so would otherwise be silent.
+    """
+    import time
+
+    import keras
+
+    class FitProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.epoch, self.last = 0, time.monotonic()
+            steps = self.params.get("steps")
+            log(f"fitting {name}: {self.params.get('epochs')} epoch(s)"
+                + (f" of {steps} steps" if steps else "") + "; the first step also builds the graph")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.monotonic()
+            if verbose != 2 or now - self.last < every_seconds:
+                return
+            self.last = now
+            loss = (logs or {}).get("loss")
+            log(f"{name}: epoch {self.epoch + 1}/{self.params.get('epochs')}, step {batch + 1}/"
+                f"{self.params.get('steps') or '?'}" + ("" if loss is None else f", loss {float(loss):.4f}"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.last = time.monotonic()  # Keras's own epoch line just went out
+
+    return FitProgress()
 
 
 def split_sides(labels: np.ndarray, groups: np.ndarray, config: FitConfig) -> np.ndarray:
@@ -69,6 +113,7 @@ def load_sides(root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: n
     from edgehisto.train.data import load_tiles
 
     arrays = {}
+    log(f"decoding {len(relpaths)} tiles at {spec.input_size[0]}x{spec.input_size[1]}")
     for side in ("train", "val", "test"):
         mask = sides == side
         chosen = [p for p, m in zip(relpaths, mask, strict=True) if m]
@@ -89,12 +134,16 @@ def seed_callbacks(config, history_csv: Path) -> list:
 
 
 def fit_model(model, train_ds, val_ds, config, run_dir: Path, stem: str, class_weight=None,
-              steps_per_epoch: int | None = None) -> dict:
-    """Fit with the seed's callbacks, save ``<stem>.keras``, history JSON/CSV and curves PNG."""
+              steps_per_epoch: int | None = None, log: Callable[[str], None] = _no_log) -> dict:
+    """Fit with the seed's callbacks, save ``<stem>.keras``, history JSON/CSV and curves PNG.
+
+    ``log`` gets a line as fitting starts and, without Keras's per-step bar, one every minute or so.
+    """
     from edgehisto.evaluate.metrics import plot_history
 
+    callbacks = [*seed_callbacks(config, run_dir / f"{stem}_history.csv"), fit_progress(log, stem, config.verbose)]
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=class_weight,
-                        callbacks=seed_callbacks(config, run_dir / f"{stem}_history.csv"),
+                        callbacks=callbacks,
                         verbose=config.verbose, shuffle=False, steps_per_epoch=steps_per_epoch)
     model.save(run_dir / f"{stem}.keras")
     clean = {k: [float(v) for v in values] for k, values in history.history.items()}
@@ -124,7 +173,8 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
                             seed=config.seed, stain=augment and config.stain_augment)
 
     weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
-    history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights)
+    history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights,
+                        log=log)
     probabilities = predict_probabilities(model, dataset("test", False), run_info["output"])
     metrics = classification_metrics(arrays["test"].labels, probabilities.argmax(axis=1), class_names)
     write_metrics(metrics, run_dir, "test_metrics", f"{run_info['task']} test split")

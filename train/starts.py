@@ -67,7 +67,7 @@ def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
     from edgehisto.evaluate.metrics import classification_metrics
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
-    from edgehisto.train.fit import predict_probabilities
+    from edgehisto.train.fit import fit_progress, predict_probabilities
     from edgehisto.train.models import create_model
 
     keras.utils.set_random_seed(config.seed)
@@ -77,6 +77,7 @@ def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
                                   seed=config.seed)
     sides = np.where(sides == "test", "val", sides)  # no test side: BreaKHis is the test of this backbone
     spec = breakhis_preprocess_spec(config.input_size)
+    log(f"decoding {len(dataset)} IDC patches at {config.input_size}x{config.input_size}")
     arrays = {side: load_tiles(dataset.root, [p for p, s in zip(dataset.relpaths, sides, strict=True) if s == side],
                                dataset.labels[sides == side], spec) for side in ("train", "val")}
     log(f"IDC pretraining: {len(arrays['train'].labels)} train / {len(arrays['val'].labels)} val patches "
@@ -89,7 +90,8 @@ def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
                   metrics=["accuracy"])
     started = time.perf_counter()
     history = model.fit(data["train"], validation_data=data["val"], epochs=config.epochs, verbose=config.verbose,
-                        callbacks=[keras.callbacks.CSVLogger(str(out_dir / "pretrain_history.csv"))])
+                        callbacks=[keras.callbacks.CSVLogger(str(out_dir / "pretrain_history.csv")),
+                                   fit_progress(log, "backbone", config.verbose)])
     model.save(out_dir / "backbone.keras")
     probabilities = predict_probabilities(model, data["val"], "softmax")
     metrics = classification_metrics(arrays["val"].labels, probabilities.argmax(1), ["IDC-negative", "IDC-positive"])
@@ -150,7 +152,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     from edgehisto.data.tasks import breakhis_labels
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
-    from edgehisto.train.fit import predict_probabilities
+    from edgehisto.train.fit import fit_progress, predict_probabilities
     from edgehisto.train.models import create_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +161,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     folders = dataset.patient_folders
     binary = BREAKHIS.stage_labels(labels)["binary"]
     spec = breakhis_preprocess_spec(config.input_size)
+    log(f"decoding {len(labels)} images at {config.input_size}x{config.input_size}")
     arrays = load_tiles(dataset.root, dataset.relpaths, labels, spec)
     folds = grouped_folds(labels, groups, config.folds, config.seed)
     record = {"config": asdict(config), "starts": {k: (v and Path(v).name) for k, v in starts.items()},
@@ -175,7 +178,8 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
                                 augment=True, seed=config.seed + fold, recipe="breakhis")
             model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy")
-            model.fit(data, epochs=config.epochs, verbose=config.verbose)
+            model.fit(data, epochs=config.epochs, verbose=config.verbose,
+                      callbacks=[fit_progress(log, f"fold {fold + 1}/{len(folds)} {name}", config.verbose)])
             test = make_dataset(_rows(arrays, held), binary[held], spec, batch_size=config.batch_size,
                                 augment=False, seed=0)
             probabilities = predict_probabilities(model, test.map(lambda x, _: x), "softmax")
