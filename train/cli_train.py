@@ -6,6 +6,7 @@ neither is written twice.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import fields
@@ -37,6 +38,9 @@ def _keras_verbose() -> int:
 def _starting(what: str) -> None:
     """Say what starts before TensorFlow's import, the first few silent seconds."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Without the [train] extra, the one-line error that names it (cli.main) is all a user sees.
+    if importlib.util.find_spec("keras") is None:
+        raise ModuleNotFoundError("No module named 'keras'", name="keras")
     click.echo(f"{what} (loading TensorFlow)", err=True)
 
 

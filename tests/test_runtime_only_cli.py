@@ -1,0 +1,92 @@
+"""On a runtime-only install, commands that need an extra say which in one line and exit 2.
+
+Cheap stand-in for the slow wheel-in-a-fresh-venv test in test_packaging.py: the installed
+``edgehisto`` command runs with a ``sitecustomize`` that makes the extras' modules unimportable,
+exactly as they are when only the runtime is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgehisto.cli import KIOSK_EXTRA_MODULES, SCALE_EXTRA_MODULES, TRAIN_EXTRA_MODULES
+
+EDGEHISTO = Path(sys.executable).with_name("edgehisto")
+
+BLOCKER = '''
+import importlib.abc, sys
+
+BLOCKED = {blocked!r}
+
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    """Raise what Python raises for a module that is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled())
+'''
+
+
+@pytest.fixture(scope="module")
+def runtime_only_env(tmp_path_factory) -> dict[str, str]:
+    shim = tmp_path_factory.mktemp("runtime_only")
+    blocked = sorted(TRAIN_EXTRA_MODULES | KIOSK_EXTRA_MODULES | SCALE_EXTRA_MODULES)
+    (shim / "sitecustomize.py").write_text(BLOCKER.format(blocked=blocked))
+    env = dict(os.environ, PYTHONPATH=str(shim))
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def test_the_blocker_makes_the_extras_unimportable_and_leaves_the_runtime(runtime_only_env):
+    probe = "import onnxruntime, cv2, numpy, click\ntry:\n import keras\nexcept ModuleNotFoundError:\n print('blocked')"
+    done = subprocess.run([sys.executable, "-c", probe], env=runtime_only_env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "blocked", done.stderr
+
+
+def commands(tmp: Path, tile: Path) -> list[tuple[str, list[str]]]:
+    return [
+        ("train", ["train", "idc", str(tmp), "--out", str(tmp / "run")]),
+        ("train", ["train", "breakhis", str(tmp), "--out", str(tmp / "run")]),
+        ("train", ["export", str(tmp), "--out", str(tmp / "bundle")]),
+        ("train", ["check-parity", "idc"]),
+        ("train", ["evaluate", "idc", str(tmp), "--out", str(tmp / "report")]),
+        ("kiosk", ["serve", "--port", "1"]),
+        ("scale", ["batch", str(tile), "--out", str(tmp / "rows"), "--engine", "ray"]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_a_command_that_needs_an_extra_names_it_in_one_line_and_exits_2(runtime_only_env, tmp_path, good_tile,
+                                                                       index):
+    extra, args = commands(tmp_path, good_tile)[index]
+    done = subprocess.run([str(EDGEHISTO), *args], env=runtime_only_env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, (args, done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(done.stderr.splitlines()) == 1 and f'pip install "edgehisto[{extra}]"' in done.stderr, done.stderr
+
+
+def test_bench_on_a_runtime_only_install_never_shows_a_traceback(runtime_only_env, tmp_path):
+    # bench may run the runtime variants alone or ask for the [train] extra; never a traceback
+    done = subprocess.run([str(EDGEHISTO), "bench", "--out", str(tmp_path / "bench"), "--repeats", "3",
+                           "--limit", "8"], env=runtime_only_env, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=600)
+    assert "Traceback" not in done.stderr, done.stderr
+    if done.returncode == 2:  # after bench's own "machine: ..." line, one error line that names the extra
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert errors == done.stderr.splitlines()[-1:], done.stderr
+        assert 'pip install "edgehisto[train]"' in errors[0], done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
