@@ -1,8 +1,10 @@
 """Deterministic synthetic H&E-like IDC tiles, written in the real dataset's layout.
 
 Stains are painted as concentration maps and rendered by Beer-Lambert absorption, so stain
-jitter acts like real staining. Classes differ in tissue structure, not in colour, so a small
-CNN can learn them while mean colour alone cannot.
+jitter acts like real staining. Classes differ in tissue structure: a positive holds a nest of
+large, pleomorphic nuclei, while a third of negatives hold a benign nest of small regular ones.
+Colour is not a giveaway, but it is not blind either: a positive always has a dark nest, so
+per-channel colour statistics alone reach about 0.8 balanced accuracy on patient-held-out tiles.
 """
 
 from __future__ import annotations
@@ -151,17 +153,21 @@ def _nest(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray,
         small = rng.random() < 0.25
         darkness = rng.uniform(0.5, 0.8) if rng.random() < 0.25 else 1.0
         radius = size * (rng.uniform(0.12, 0.2) if small else rng.uniform(0.22, 0.55))
-        nuclei, irregularity = (1.4, 2.5), 0.3
+        # high-grade nuclei: about twice a benign cell's, pleomorphic and crowded. At 50 px a
+        # benign nucleus is 1-2 px across; radii below ~2 canvas px (1 tile px) fell under the
+        # tile's resolution, and a malignant nest looked like a benign one, only darker
+        nuclei, irregularity, coverage = (2.0, 3.2), 0.35, rng.uniform(0.7, 1.1)
     else:
         # a benign lobule or lymphoid aggregate: a lesion's colour without its big odd nuclei
         darkness, radius = rng.uniform(0.6, 1.0), size * rng.uniform(0.15, 0.5)
-        nuclei, irregularity = (1.0, 1.7), 0.05
+        nuclei, irregularity, coverage = (1.0, 1.6), 0.05, rng.uniform(0.35, 0.55)
     mask = _blob(rng, size, radius)
     # epithelium replaces collagen: little eosin, a purplish cytoplasm haze between nuclei
     eosin[mask] = rng.uniform(0.25, 0.5)
     haem[mask] = rng.uniform(0.45, 1.0) * darkness * 0.5
-    centres = points_in(rng, mask, int(mask.sum() * rng.uniform(0.06, 0.1)))
-    _draw_nuclei(rng, haem, eosin, centres, nuclei, irregularity,
+    # coverage: the share of the nest that nuclei cover (overlaps counted twice)
+    count = int(mask.sum() * coverage / (np.pi * np.mean(nuclei) ** 2))
+    _draw_nuclei(rng, haem, eosin, points_in(rng, mask, count), nuclei, irregularity,
                  (0.6 * darkness, 1.1 * darkness), 1 + irregularity)
     return mask
 

@@ -127,6 +127,29 @@ def test_positives_have_more_dark_nuclear_pixels_than_negatives() -> None:
     assert dark_share(True) > 2 * dark_share(False)
 
 
+def test_malignant_nuclei_are_coarser_than_benign_ones_at_the_tile_resolution() -> None:
+    # Nuclear size is what tells a malignant nest from a benign one, so it must survive the
+    # downsampling to 50 px: blurring by one tile pixel keeps more of a nest's contrast when its
+    # nuclei are big. That alone must order malignant above benign nests (AUC >= 0.99); with
+    # nuclei under a tile pixel in radius it misordered 2-7 % of pairs.
+    from edgehisto.data.synth_idc import _SUPERSAMPLE, TILE_SIZE, _nest
+
+    side = (TILE_SIZE, TILE_SIZE)
+
+    def coarseness(malignant: bool) -> np.ndarray:
+        rng, shares = np.random.default_rng(0), []
+        for _ in range(40):
+            haem = np.full((TILE_SIZE * _SUPERSAMPLE,) * 2, 0.05, np.float32)
+            mask = _nest(rng, haem, np.full_like(haem, 0.5), malignant)
+            nest = cv2.resize(mask.astype(np.float32), side, interpolation=cv2.INTER_AREA) == 1
+            tile = cv2.resize(haem, side, interpolation=cv2.INTER_AREA)
+            shares.append(cv2.GaussianBlur(tile, (0, 0), 1.0)[nest].std() / tile[nest].std())
+        return np.array(shares)
+
+    malignant, benign = coarseness(True), coarseness(False)
+    assert (malignant[:, None] > benign[None, :]).mean() >= 0.99
+
+
 def test_render_returns_a_mask_only_for_a_positive_tile() -> None:
     rng = np.random.default_rng(1)
     tile, mask = render_idc_tile(rng, positive=True, size=32)
