@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bench.run import machine_info, no_progress
+from edgehisto.bench.machine import machine_info
+from edgehisto.bench.run import no_progress
+from edgehisto.bench.verdicts import CONSISTENT_ROUNDS, NOISE_RATIO
 from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, sha256_of
 from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
@@ -35,9 +37,8 @@ SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current se
                   {"mode": "ORT_PARALLEL", "inter": 2}],
 }
 VARIANTS_FILE = "variants.json"  # written by the export-variants command (export/variants.py)
-# A difference counts only if it is >= 5% and the faster variant wins >= 80% of the rounds: on this
-# shared 2-core machine two identical graphs measured 2.5x apart in one table when load bursts hit.
-NOISE_RATIO, CONSISTENT_ROUNDS = 1.05, 0.8
+# A difference counts only if it is >= 5% and the faster variant wins >= 80% of the rounds
+# (bench/verdicts.py: the same rule as the bench's targets).
 NOISE_NOTE = "RANDOM NOISE used instead of tiles: agreement and probability numbers are MEANINGLESS"
 
 

@@ -1,13 +1,14 @@
 """One bench run: every variant of every bundle stage, measured side by side on one machine.
 
-Accuracy numbers come from a labelled set; latencies are wall-clock medians in the same run,
-so the targets are judged as ratios between variants, not as absolute times.
+Accuracy numbers come from a labelled set. Every latency is taken with one method,
+``runtime.timing.interleaved``: the calls compared in a table are timed together in rotating rounds,
+so load from other processes hits them alike, and every ratio exists per round as well as overall.
+Targets are judged as ratios within one run (``bench/verdicts.py``) and stated for this machine's ISA.
 """
 
 from __future__ import annotations
 
-import os
-import platform
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,17 +16,27 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bench.levers import decode_cost, session_creation
+from edgehisto.bench.machine import load_average, machine_info
 from edgehisto.bench.process import whole_process
+from edgehisto.bench.roofline import gemm_call, gemm_peak, model_macs, operator_profile
 from edgehisto.bench.variants import VARIANTS, make_variant
-from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bench.verdicts import ratio_target, value_target
+from edgehisto.bundle import tensors
+from edgehisto.bundle.gates import Thresholds
+from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
-from edgehisto.runtime.timing import latency_ms, throughput
+from edgehisto.errors import EdgehistoError
+from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.timing import interleaved, throughput
+
+__all__ = ["BenchConfig", "machine_info", "run_bench", "bench_bundle", "no_progress"]
 
 KERAS_SCRIPT = """
 import sys, json, numpy as np, keras
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
-from edgehisto.runtime.timing import latency_ms, throughput
+from edgehisto.errors import EdgehistoError
 bundle = load_bundle(sys.argv[1], verify=False)
 stage = bundle.manifest["stages"][bundle.entry_stage]
 model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
@@ -47,153 +58,334 @@ class BenchConfig:
     batch: int = 32
     limit: int = 512
     process_repeats: int = 3
+    profile_runs: int = 20
+    keras_repeats: int = 15  # Keras predict is 10-60x slower: fewer samples keep the run short
 
 
-def machine_info() -> dict:
-    """CPU model, core count, platform and tool versions."""
-    from edgehisto.bundle.provenance import tool_versions
-
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    model, flags = (names[0] if names else platform.processor()), cpuinfo
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "avx512_vnni": "avx512_vnni" in flags,
-            "versions": tool_versions(("edgehisto", "tensorflow-cpu", "keras", "onnxruntime", "ai-edge-litert",
-                                       "numpy", "opencv-python-headless"))}
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (an extra's module is absent from a runtime-only install)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # an import hook may refuse outright rather than find nothing
+        return False
 
 
-def _accuracy(probs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
-    """Metrics on the tiles the stage applies to (label >= 0); agreement with Keras on all tiles."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+def missing_files(kind: str, bundle: Bundle, stage: StageSpec) -> str | None:
+    """Why a variant cannot run here (its file is not shipped, or its engine is not installed), or None."""
+    if kind == "keras_fp32":
+        relative, engine = bundle.manifest["stages"][stage.name].get("reference_keras"), "keras"
+    elif kind.startswith("tflite"):
+        relative, engine = stage.files.get(f"tflite_{kind.split('_')[1]}"), "ai_edge_litert"
+    else:
+        return None
+    if relative is None or not bundle.file(relative).is_file():
+        return f"{relative or kind} is not in this bundle (a runtime bundle ships ONNX only)"
+    if not _installed(engine):
+        return f'{engine} is not installed (pip install "edgehisto[train]")'
+    return None
 
-    agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray, keras: np.ndarray | None, fp32: np.ndarray) -> dict:
+    """Metrics on the tiles the stage applies to (label >= 0); top-1 agreement on all tiles.
+
+    numpy only, so that a runtime-only install (no scikit-learn) can bench its ONNX variants.
+    Balanced accuracy and macro-F1 average over the classes present in the labels.
+    """
+    agree = {"agreement_with_keras": None if keras is None else float(np.mean(probs.argmax(1) == keras.argmax(1))),
+             "agreement_with_onnx_fp32": float(np.mean(probs.argmax(1) == fp32.argmax(1)))}
     rows = labels >= 0
-    probs, labels, reference = probs[rows], labels[rows], reference[rows]
-    predicted = probs.argmax(1)
-    return {"accuracy": float(accuracy_score(labels, predicted)),
-            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
-            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-            "agreement_with_keras": agreement, "n_labelled": int(rows.sum())}
+    truth, predicted = labels[rows], probs[rows].argmax(1)
+    present = np.unique(truth)
+    recalls = [float(np.mean(predicted[truth == c] == c)) for c in present]
+    f1s = []
+    for c in present:
+        tp = np.sum((predicted == c) & (truth == c))
+        denominator = np.sum(predicted == c) + np.sum(truth == c)
+        f1s.append(float(2 * tp / denominator) if denominator else 0.0)
+    return {"accuracy": float(np.mean(predicted == truth)) if len(truth) else None,
+            "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+            "macro_f1": float(np.mean(f1s)) if f1s else None, **agree, "n_labelled": int(rows.sum())}
 
 
-def bench_stage(bundle, stage, x, labels, config: BenchConfig, log: Callable[[str], None]) -> dict:
-    """All variants of one stage: accuracy, batch-1 latency at 1 and all threads, throughput, size."""
-    rows, reference, one, batch = {}, None, x[:1], x[: config.batch]
+def _timed(calls: dict[str, Callable[[], object]], config: BenchConfig) -> dict[str, dict]:
+    """``interleaved`` with the run's repeats (fewer when a Keras call is among them)."""
+    repeats = config.keras_repeats if any(name.startswith("keras") for name in calls) else config.repeats
+    # bursts of 3: 50 repeats give 17 rounds, 15 give 5, so a per-round verdict has rounds to count
+    return interleaved(calls, repeats, burst=min(3, repeats))
+
+
+def bench_stage(bundle: Bundle, stage: StageSpec, x: np.ndarray, labels: np.ndarray, config: BenchConfig,
+                log: Callable[[str], None]) -> dict:
+    """All variants of one stage: accuracy, batch-1 latency at all threads and at 1, throughput, size."""
+    rows, variants, one, batch = {}, {}, x[:1], x[: config.batch]
     for kind in VARIANTS:
-        log(f"  {stage.name}: {kind}")
-        default = make_variant(kind, bundle, stage, threads=None)
-        probs = default.predict(x)
-        reference = probs if kind == "keras_fp32" else reference
-        row = {"size_mb": sum(p.stat().st_size for p in default.files()) / 1e6, **_accuracy(probs, labels, reference)}
-        row["latency_all_threads"] = latency_ms(lambda v=default: v.predict(one), config.repeats)
-        if kind != "keras_fp32":  # TF's thread pools are fixed at start-up: one setting per process
-            single = make_variant(kind, bundle, stage, threads=1)
-            row["latency_1_thread"] = latency_ms(lambda v=single: v.predict(one), config.repeats)
-        row["throughput_tiles_per_s"] = throughput(lambda v=default: v.predict(batch), len(batch),
+        why = missing_files(kind, bundle, stage)
+        if why:
+            rows[kind] = {"skipped": why}
+            continue
+        variants[kind] = make_variant(kind, bundle, stage, threads=None)
+    log(f"  {stage.name}: accuracy of {', '.join(variants)} on {len(x)} tiles")
+    probs = {kind: v.predict(x) for kind, v in variants.items()}
+    keras = probs.get("keras_fp32")
+    for kind, variant in variants.items():
+        rows[kind] = {"size_mb": sum(p.stat().st_size for p in variant.files()) / 1e6,
+                      **_accuracy(probs[kind], labels, keras, probs["onnx_fp32"])}
+    log(f"  {stage.name}: batch-1 latency, interleaved rounds")
+    calls = {kind: (lambda v=v: v.predict(one)) for kind, v in variants.items()}
+    calls |= {f"{kind}+gradcam": (lambda v=v: v.gradcam(one))
+              for kind, v in variants.items() if kind.startswith("onnx")}
+    timed = _timed(calls, config)
+    single = {kind: make_variant(kind, bundle, stage, threads=1) for kind in variants if kind != "keras_fp32"}
+    timed_1 = _timed({kind: (lambda v=v: v.predict(one)) for kind, v in single.items()}, config)
+    for kind, variant in variants.items():
+        row = rows[kind]
+        row["latency_all_threads"] = timed[kind]
+        if kind in timed_1:  # TF's thread pools are fixed at start-up: one setting per process
+            row["latency_1_thread"] = timed_1[kind]
+        if f"{kind}+gradcam" in timed:
+            row["gradcam_latency"] = timed[f"{kind}+gradcam"]
+            row["gradcam_cost_ratio"] = timed[f"{kind}+gradcam"]["median_ms"] / timed[kind]["median_ms"]
+        row["throughput_tiles_per_s"] = throughput(lambda v=variant: v.predict(batch), len(batch),
                                                    max(2, config.repeats // 10))
-        if kind.startswith("onnx"):
-            cam = latency_ms(lambda v=default: v.gradcam(one), config.repeats)
-            row["gradcam_latency"] = cam
-            row["gradcam_cost_ratio"] = cam["median_ms"] / row["latency_all_threads"]["median_ms"]
-        rows[kind] = row
     return rows
 
 
-def bench_routed(bundle, x: np.ndarray, labels: np.ndarray, config: BenchConfig) -> dict:
-    """End-to-end routed classification: Keras (stage models in turn) vs the ONNX runtime."""
+def stage_roofline(bundle: Bundle, stage: StageSpec, x1: np.ndarray, config: BenchConfig) -> dict:
+    """Per precision: the backbone's MACs, its batch-1 latency, the achieved fraction of this machine's
+    GEMM peak, and onnxruntime's operator profile (where the time goes).
+
+    The peak GEMMs are timed in the same rounds as the backbones, so load shifts both alike.
+    """
+    if not _installed("onnx"):
+        return {"skipped": 'counting operations needs onnx (pip install "edgehisto[train]")'}
+    macs = model_macs(bundle.file(stage.backbone("fp32")))
+    sessions = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in ("fp32", "int8")}
+    gemms = {p: gemm_call(p) for p in ("fp32", "int8")}
+    calls = {p: (lambda c=c: c.activations(x1, stage)) for p, c in sessions.items()}
+    calls |= {f"gemm_{p}": call for p, (call, _) in gemms.items()}
+    timed = _timed(calls, config)
+    result = {"macs": macs["macs"], "gmac": macs["macs"] / 1e9}
+    for precision in sessions:
+        achieved = 2.0 * macs["macs"] / (timed[precision]["median_ms"] / 1000.0)
+        peak = gemms[precision][1] / (timed[f"gemm_{precision}"]["median_ms"] / 1000.0)
+        profile = operator_profile(bundle.file(stage.backbone(precision)), x1, runs=config.profile_runs)
+        result[precision] = {"backbone_latency": timed[precision], "gemm_latency": timed[f"gemm_{precision}"],
+                             "achieved_gops": achieved / 1e9, "peak_gops": peak / 1e9,
+                             "fraction_of_peak": achieved / peak, "profile": profile}
+    return result
+
+
+def _stages_that_ran(clf: Classifier, x1: np.ndarray) -> list[StageSpec]:
+    return [clf.stages[s.stage] for s in clf.classify_tensor(x1)[0].stages]
+
+
+def _stage_calls_only(clf: Classifier, x1: np.ndarray, stages: list[StageSpec]) -> Callable[[], None]:
+    """Exactly the session runs that classify made for one tile (a shared backbone once): the floor."""
+    runs, seen = [], set()
+    for stage in stages:
+        backbone = clf.session(stage.backbone(clf.precision), "backbone", stage)
+        if stage.backbone(clf.precision) not in seen:
+            seen.add(stage.backbone(clf.precision))
+            runs.append((backbone, [tensors.ACTIVATIONS], {tensors.IMAGE: x1}))
+        head = clf.session(stage.files["head"], "head", stage)
+        acts = backbone.run([tensors.ACTIVATIONS], {tensors.IMAGE: x1})[0]
+        runs.append((head, [tensors.LOGITS, tensors.PROBABILITIES], {tensors.ACTIVATIONS: acts}))
+
+    def call() -> None:
+        for session, outputs, feeds in runs:
+            session.run(outputs, feeds)
+    return call
+
+
+def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path, config: BenchConfig,
+                 log: Callable[[str], None]) -> dict:
+    """End to end: Keras (reference models in turn) vs the runtime at fp32 and int8, batch 1.
+
+    For each precision, three calls are timed together: ``classify`` of the image file (decode,
+    resize, stages), the same from the preprocessed tensor, and only the session runs of the stages
+    that ran (the floor). Their ratios say where routed time goes outside the models.
+    """
     from edgehisto.data.tasks import END_TO_END_CLASSES, TASKS, routed_labels
-    from edgehisto.runtime.classifier import Classifier
 
     task = TASKS[bundle.task]
     classes = END_TO_END_CLASSES[task.name]
-    keras_stages = {name: make_variant("keras_fp32", bundle, stage, None) for name, stage in bundle.stages.items()}
+    rows, calls = {}, {}
+    if all(missing_files("keras_fp32", bundle, s) is None for s in bundle.stages.values()):
+        keras_stages = {name: make_variant("keras_fp32", bundle, s, None) for name, s in bundle.stages.items()}
+        reference = routed_labels(task, {n: v.predict(x).argmax(1) for n, v in keras_stages.items()})
+        one_model = len({bundle.manifest["stages"][n]["reference_keras"] for n in bundle.stages}) == 1
 
-    def keras_routed(batch):
-        return routed_labels(task, {n: v.predict(batch).argmax(1) for n, v in keras_stages.items()})
-
-    def keras_one():  # what a Keras user would run per tile: binary, then the routed subtype model
-        stage = bundle.entry_stage
-        label = keras_stages[stage].predict(x[:1]).argmax(1)[0]
-        routed = bundle.routing[stage][bundle.stages[stage].class_names[label]]
-        return keras_stages[routed].predict(x[:1])
-
-    reference = keras_routed(x)
-    rows = {"keras_fp32": {"accuracy": float(np.mean(reference == labels)), "agreement_with_keras": 1.0,
-                           "latency_all_threads": latency_ms(keras_one, config.repeats)}}
+        def keras_one():  # what a Keras user runs per image: binary, then the routed subtype model
+            entry = bundle.entry_stage
+            label = keras_stages[entry].predict(x[:1]).argmax(1)[0]
+            if not one_model:  # a multitask model's one predict already gave every head
+                keras_stages[bundle.routing[entry][bundle.stages[entry].class_names[label]]].predict(x[:1])
+        rows["keras_fp32"] = {"accuracy": float(np.mean(reference == labels)), "agreement_with_keras": 1.0}
+        calls["keras_fp32"] = keras_one
+    else:
+        reference = None
+        rows["keras_fp32"] = {"skipped": "the Keras reference is not in this bundle"}
+    x1 = x[:1]
     for precision in ("fp32", "int8"):
         clf = Classifier(bundle, precision=precision, allow_failed_parity=True)
         predicted = np.array([classes.index(r.stages[-1].label) for r in clf.classify_tensor(x)])
+        ran = _stages_that_ran(clf, x1)
         rows[f"onnx_{precision}"] = {
             "accuracy": float(np.mean(predicted == labels)),
-            "agreement_with_keras": float(np.mean(predicted == reference)),
-            "latency_all_threads": latency_ms(lambda c=clf: c.classify_tensor(x[:1]), config.repeats),
-        }
+            "agreement_with_keras": None if reference is None else float(np.mean(predicted == reference)),
+            "stages_ran": [s.name for s in ran]}
+        calls[f"onnx_{precision}"] = lambda c=clf: c.classify_tensor(x1)
+        calls[f"onnx_{precision}: file"] = lambda c=clf: c.classify_paths([image])
+        calls[f"onnx_{precision}: stages only"] = _stage_calls_only(clf, x1, ran)
+    log(f"  routed end to end: {', '.join(calls)}")
+    timed = _timed(calls, config)
+    for name, stats in timed.items():
+        kind, _, part = name.partition(": ")
+        key = {"": "latency_all_threads", "file": "latency_file", "stages only": "latency_stages_only"}[part]
+        rows[kind][key] = stats
     return rows
+
+
+def _bench_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
+    """The bundle's held-out tiles under ``data_dir``, else under its recorded data root, else every
+    tile of ``data_dir``: one ``--data`` can serve several bundles of different tasks."""
+    from edgehisto.data.labelled import held_out_relpaths, labelled_tiles
+
+    if data_dir is not None and not held_out_relpaths(bundle, Path(data_dir)):
+        try:
+            return labelled_tiles(bundle, None, limit)
+        except EdgehistoError:
+            pass
+    return labelled_tiles(bundle, data_dir, limit)
 
 
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
                  log: Callable[[str], None] = no_progress) -> dict:
-    """Measure one bundle: per-stage variants plus whole-process cold start and peak RSS."""
-    from edgehisto.data.labelled import labelled_tiles
+    """Measure one bundle: per-stage variants, roofline, routing, whole-process cold start and RSS."""
+    from edgehisto.data.tasks import TASKS
 
     bundle = load_bundle(bundle_dir)
-    root, relpaths, labels = labelled_tiles(bundle, data_dir, config.limit)
+    root, relpaths, labels = _bench_tiles(bundle, data_dir, config.limit)
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
-    from edgehisto.data.tasks import TASKS
-
     truth = TASKS[bundle.task].stage_labels(labels)  # per stage; -1 where a stage does not apply
-    result = {"bundle": str(bundle_dir), "task": bundle.task, "data": str(root), "n_tiles": len(x),
-              "stages": {name: bench_stage(bundle, stage, x, truth[name], config, log)
-                         for name, stage in bundle.stages.items()}}
+    result = {"bundle": str(bundle_dir), "name": bundle.manifest.get("name"), "task": bundle.task,
+              "arch": bundle.manifest.get("arch"), "data": str(root), "n_tiles": len(x), "stages": {}, "roofline": {}}
+    for name, stage in bundle.stages.items():
+        result["stages"][name] = bench_stage(bundle, stage, x, truth[name], config, log)
+        log(f"  {name}: roofline (MACs, backbone latency, operator profile)")
+        result["roofline"][name] = stage_roofline(bundle, stage, x[:1], config)
+    tile = root / relpaths[0]
     if bundle.routing:
-        log("  routed end to end (hierarchy)")
-        result["routed"] = bench_routed(bundle, x, labels, config)
-    tile = str(root / relpaths[0])
+        result["routed"] = bench_routed(bundle, x, labels, tile, config, log)
+    log("  levers: session creation as shipped vs pre-optimised; image decode")
+    entry = bundle.stages[bundle.entry_stage]
+    result["levers"] = {"session_creation": [session_creation(bundle, entry, p, x[:1]) for p in ("fp32", "int8")],
+                        "decode": decode_cost(bundle, tile)}
     log("  whole-process cold start and peak RSS")
     result["process"] = {
-        f"classify_{p}": whole_process([sys.executable, "-m", "edgehisto", "classify", tile, "--model",
-                                        str(bundle_dir), "--precision", p, "--format", "json"],
+        f"classify_{p}": whole_process([sys.executable, "-m", "edgehisto", "classify", str(tile), "--model",
+                                        str(bundle_dir), "--precision", p, "--format", "json", "--allow-failed-parity"],
                                        config.process_repeats)
         for p in ("fp32", "int8")
     }
-    result["process"]["keras_predict"] = whole_process([sys.executable, "-c", KERAS_SCRIPT, str(bundle_dir), tile],
-                                                      config.process_repeats)
-    result["targets"] = evaluate_targets(result)
+    if missing_files("keras_fp32", bundle, bundle.stages[bundle.entry_stage]) is None:
+        result["process"]["keras_predict"] = whole_process([sys.executable, "-c", KERAS_SCRIPT, str(bundle_dir),
+                                                           str(tile)], config.process_repeats)
     return result
 
 
-def evaluate_targets(result: dict) -> list[dict]:
-    """The issue's targets, judged from this run's numbers (ratios where timing is involved)."""
+def evaluate_targets(result: dict, isa: str, thresholds: Thresholds | None = None) -> list[dict]:
+    """The performance issue's targets, judged from this run's numbers, for this machine's ISA class."""
+    thresholds = thresholds or Thresholds()
     targets = []
-
-    def target(name, value, threshold, rule, note=""):
-        ok = value <= threshold if rule == "<=" else value >= threshold
-        targets.append({"target": name, "value": float(value), "threshold": threshold, "rule": rule,
-                        "met": bool(ok), "note": note})
-
     for stage, rows in result["stages"].items():
-        med = {k: r["latency_all_threads"]["median_ms"] for k, r in rows.items()}
-        target(f"{stage}: ONNX int8 latency / TFLite int8 latency", med["onnx_int8"] / med["tflite_int8"], 1.0, "<=")
-        target(f"{stage}: Keras predict latency / ONNX int8 latency", med["keras_fp32"] / med["onnx_int8"], 20.0, ">=")
+        measured = {k: r for k, r in rows.items() if "skipped" not in r}
+        lat = {k: r["latency_all_threads"] for k, r in measured.items()}
+        if {"onnx_int8", "tflite_int8"} <= set(lat):
+            targets.append(ratio_target(f"{stage}: ONNX int8 / TFLite int8 latency", lat["onnx_int8"],
+                                        lat["tflite_int8"], 1.0, "<=", isa))
+        if {"onnx_int8", "keras_fp32"} <= set(lat):
+            targets.append(ratio_target(f"{stage}: Keras predict / ONNX int8 latency", lat["keras_fp32"],
+                                        lat["onnx_int8"], 20.0, ">=", isa))
         for kind in ("onnx_int8", "tflite_int8"):
-            drop = rows["keras_fp32"]["accuracy"] - rows[kind]["accuracy"]
-            target(f"{stage}: {kind} accuracy drop (points)", 100 * drop, 1.0, "<=")
-    if "routed" in result:
-        routed = {k: r["latency_all_threads"]["median_ms"] for k, r in result["routed"].items()}
-        target("routed: Keras predict latency / ONNX int8 classify latency",
-               routed["keras_fp32"] / routed["onnx_int8"], 20.0, ">=")
-        drop = result["routed"]["keras_fp32"]["accuracy"] - result["routed"]["onnx_int8"]["accuracy"]
-        target("routed: onnx_int8 accuracy drop (points)", 100 * drop, 1.0, "<=")
+            if kind not in measured:
+                continue
+            row, against = measured[kind], "keras" if "keras_fp32" in measured else "onnx_fp32"
+            targets.append(value_target(f"{stage}: {kind} top-1 agreement with {against} (the int8 parity gate)",
+                                        row[f"agreement_with_{against}"], thresholds.int8_min_agreement, ">=", isa,
+                                        "a faster int8 that disagrees with its reference is not a win"))
+            if "keras_fp32" in measured:
+                drop = measured["keras_fp32"]["accuracy"] - row["accuracy"]
+                targets.append(value_target(f"{stage}: {kind} accuracy drop (points)", 100 * drop,
+                                            100 * thresholds.int8_max_accuracy_drop, "<=", isa,
+                                            "a negative drop is a gain from int8 rounding, not a feature"))
+        roof = result["roofline"].get(stage)
+        if roof and "skipped" not in roof:
+            targets.append(value_target(f"{stage}: ONNX int8 backbone, fraction of the int8 GEMM peak",
+                                        roof["int8"]["fraction_of_peak"], 0.30, ">=", isa))
+    routed = result.get("routed")
+    if routed:
+        int8 = routed["onnx_int8"]
+        if "latency_all_threads" in routed["keras_fp32"]:
+            targets.append(ratio_target("routed: Keras predict / ONNX int8 classify latency",
+                                        routed["keras_fp32"]["latency_all_threads"], int8["latency_all_threads"],
+                                        20.0, ">=", isa))
+        targets.append(ratio_target("routed: ONNX int8 classify (tensor) / its stages' session runs",
+                                    int8["latency_all_threads"], int8["latency_stages_only"], 1.2, "<=", isa))
+        targets.append(ratio_target("routed: ONNX int8 classify (image file) / its stages' session runs",
+                                    int8["latency_file"], int8["latency_stages_only"], 1.2, "<=", isa,
+                                    "includes decoding and resizing the image"))
     cold = result["process"]["classify_int8"]
-    target("cold `edgehisto classify tile.png` (s)", cold["seconds"], 1.0, "<=")
-    target("peak RSS of classify (MB)", cold["peak_rss_mb"], 250.0, "<=")
+    limit = 0.3 if result["task"] == "idc" else 1.0
+    targets.append(value_target("cold `edgehisto classify image` (s, whole process)", cold["seconds"], limit, "<=",
+                                isa, "median of runs"))
+    targets.append(value_target("peak RSS of classify (MB)", cold["peak_rss_mb"], 250.0, "<=", isa))
     return targets
+
+
+def compare_multitask(bundles: list[dict], paths: list[Path], data_dir: Path | None, config: BenchConfig,
+                      isa: str, log: Callable[[str], None]) -> dict | None:
+    """Routed int8 latency of a three-model hierarchy vs a multitask bundle of the same task, interleaved."""
+    kinds = {}
+    for result, path in zip(bundles, paths, strict=True):
+        if result["task"] == "breakhis":
+            kinds.setdefault("multitask" if result["arch"] == "multitask" else "hierarchy", path)
+    if len(kinds) < 2:
+        return None
+    sizes = {k: load_bundle(p, verify=False).preprocess.input_size for k, p in kinds.items()}
+    if sizes["multitask"] != sizes["hierarchy"]:  # a smaller input is cheaper whatever the architecture
+        log(f"multitask vs hierarchy not compared: input sizes differ ({sizes})")
+        return None
+    log("multitask vs three-model hierarchy, routed int8, interleaved")
+    classifiers = {k: Classifier(p, precision="int8", allow_failed_parity=True) for k, p in kinds.items()}
+    bundle = classifiers["multitask"].bundle
+    root, relpaths, _ = _bench_tiles(bundle, data_dir, 8)
+    x1 = normalize(load_resized(root / relpaths[0], bundle.preprocess), bundle.preprocess)[None]
+    timed = _timed({k: (lambda c=c: c.classify_tensor(x1)) for k, c in classifiers.items()}, config)
+    return {"bundles": {k: str(p) for k, p in kinds.items()}, "latency": timed,
+            "target": ratio_target("three-model hierarchy / multitask routed int8 latency", timed["hierarchy"],
+                                   timed["multitask"], 1.7, ">=", isa)}
 
 
 def run_bench(bundles: list[Path], data_dir: Path | None, config: BenchConfig,
               log: Callable[[str], None] = no_progress) -> dict:
     """Bench several bundles and return the whole machine-readable report."""
-    return {"machine": machine_info(), "config": asdict(config),
-            "bundles": [bench_bundle(b, data_dir, config, log) for b in bundles]}
+    machine = machine_info()
+    log(f"machine: {machine['cpu']}, ISA {machine['isa']}, {machine['cores']} cores, load {machine['load_average']}")
+    peaks = None
+    if _installed("onnx"):
+        log("GEMM peaks (int8 MatMulInteger, fp32 MatMul, 1024^3)")
+        peaks = {kind: gemm_peak(kind) for kind in ("int8", "fp32")}
+    results = []
+    for path in bundles:
+        result = bench_bundle(path, data_dir, config, log)
+        result["targets"] = evaluate_targets(result, machine["isa"])
+        results.append(result)
+    report = {"machine": machine, "config": asdict(config), "gemm_peaks": peaks, "bundles": results}
+    comparison = compare_multitask(results, bundles, data_dir, config, machine["isa"], log)
+    if comparison:
+        report["multitask_vs_hierarchy"] = comparison
+    report["load_average_after"] = load_average()
+    return report

@@ -16,24 +16,55 @@ def test_bench_measures_every_variant_and_writes_reports(idc_bundle, tmp_path):
     from edgehisto.bench.run import BenchConfig, run_bench
     from edgehisto.bench.variants import VARIANTS
 
-    report = run_bench([idc_bundle], None, BenchConfig(repeats=3, batch=4, limit=16, process_repeats=1),
-                       log=lambda _: None)
-    rows = report["bundles"][0]["stages"]["idc"]
+    report = run_bench([idc_bundle], None, BenchConfig(repeats=3, batch=4, limit=16, process_repeats=1,
+                                                       profile_runs=2, keras_repeats=3), log=lambda _: None)
+    assert report["machine"]["isa"] != "unknown" and report["machine"]["load_average"] is not None
+    result = report["bundles"][0]
+    rows = result["stages"]["idc"]
     assert list(rows) == list(VARIANTS)
     assert rows["keras_fp32"]["agreement_with_keras"] == 1.0
     for kind in ("onnx_fp32", "tflite_fp32"):  # fp32 exports agree with Keras on every tile
         assert rows[kind]["agreement_with_keras"] == 1.0
-    assert all(r["latency_all_threads"]["median_ms"] > 0 and r["size_mb"] > 0 for r in rows.values())
+    for row in rows.values():  # every latency comes from the interleaved rounds
+        assert row["latency_all_threads"]["median_ms"] > 0 and row["latency_all_threads"]["round_medians_ms"]
+        assert row["size_mb"] > 0
     assert "gradcam_cost_ratio" in rows["onnx_int8"]
-    process = report["bundles"][0]["process"]
+    roof = result["roofline"]["idc"]
+    assert roof["macs"] > 0 and roof["int8"]["fraction_of_peak"] > 0 and roof["int8"]["profile"]["ops"]
+    process = result["process"]
     assert process["classify_int8"]["exit_codes"] == [0] and process["keras_predict"]["exit_codes"] == [0]
-    assert {t["target"].split(":")[0] for t in report["bundles"][0]["targets"]} >= {"idc", "peak RSS of classify (MB)"}
+    targets = {t["target"]: t for t in result["targets"]}
+    gate = targets["idc: onnx_int8 top-1 agreement with keras (the int8 parity gate)"]
+    assert gate["met"] == (rows["onnx_int8"]["agreement_with_keras"] >= 0.97)
+    ratio = targets["idc: ONNX int8 / TFLite int8 latency"]
+    assert ratio["verdict"] in ("met", "missed", "within noise") and ratio["isa"] == report["machine"]["isa"]
 
     written = write_reports(report, tmp_path)
     assert json.loads((tmp_path / "bench.json").read_text())["machine"]["cores"] >= 1
-    assert "| onnx_int8 |" in (tmp_path / "bench.md").read_text()
+    text = (tmp_path / "bench.md").read_text()
+    assert "| onnx_int8 |" in text and f"ISA class {report['machine']['isa']}" in text and "fraction of peak" in text
     pngs = [p for p in written if p.suffix == ".png"]
+    assert any(p.name.endswith("_roofline.png") for p in pngs)
     assert pngs and all(cv2.imread(str(p)) is not None for p in pngs)
+
+
+def test_bench_of_a_runtime_hierarchy_skips_what_the_bundle_does_not_ship_and_times_routing(
+        hierarchy_bundle, synth_breakhis_dir):
+    from edgehisto.bench.run import BenchConfig, run_bench
+
+    _, bundle = hierarchy_bundle  # exported without TFLite files
+    report = run_bench([bundle], synth_breakhis_dir, BenchConfig(repeats=3, batch=4, limit=12, process_repeats=1,
+                                                                 profile_runs=2, keras_repeats=3), log=lambda _: None)
+    result = report["bundles"][0]
+    for rows in result["stages"].values():
+        assert "skipped" in rows["tflite_int8"] and "latency_all_threads" in rows["onnx_int8"]
+    routed = result["routed"]["onnx_int8"]
+    assert routed["stages_ran"][0] == "binary" and len(routed["stages_ran"]) == 2
+    assert {"latency_all_threads", "latency_file", "latency_stages_only"} <= set(routed)
+    names = {t["target"] for t in result["targets"]}
+    assert "routed: ONNX int8 classify (tensor) / its stages' session runs" in names
+    assert not any("TFLite" in name for name in names)  # no TFLite here: no verdict about it
+    assert "multitask_vs_hierarchy" not in report  # one bundle: nothing to compare
 
 
 def test_bench_reads_bundles_only_and_loads_tensorflow_only_for_the_keras_reference():

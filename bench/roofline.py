@@ -1,0 +1,158 @@
+"""The physical limit: this machine's attainable GEMM throughput, a model's operation count, and
+where an onnxruntime session spends its time.
+
+- ``gemm_peak``: a large int8 GEMM (``MatMulInteger``, uint8 x int8 -> int32, the U8S8 kernel family
+  the runtime's int8 bundles use) and an fp32 one (``MatMul``), each a one-node ONNX graph run by
+  onnxruntime with the runtime's session settings. Operations per second count a multiply-add as 2.
+- ``model_macs``: multiply-accumulates of one inference, from the fp32 ONNX graph's Conv, MatMul and
+  Gemm nodes with shapes inferred at batch 1 (pooling and elementwise work are not counted).
+- ``operator_profile``: onnxruntime's own profiler over repeated runs, summed per operator type.
+
+Only onnx (for building and shape inference) and onnxruntime: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgehisto.runtime.sessions import make_session, session_options
+from edgehisto.runtime.timing import latency_ms
+
+# Big enough that the kernels, not call overhead, set the time (~2.1 G operations per call), and
+# small enough (1 MB int8 / 4 MB fp32 per operand) to finish in well under a second per repeat.
+GEMM_SIZE = 1024
+
+
+def _gemm_model(kind: str, m: int, k: int, n: int) -> bytes:
+    """A one-node ONNX graph: Y = A @ B with a constant B; ``kind`` "int8" or "fp32"."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        weight = numpy_helper.from_array(rng.integers(-64, 64, (k, n), dtype=np.int8), "B")
+        zero_a = numpy_helper.from_array(np.array(128, np.uint8), "a_zero")
+        zero_b = numpy_helper.from_array(np.array(0, np.int8), "b_zero")
+        node = helper.make_node("MatMulInteger", ["A", "B", "a_zero", "b_zero"], ["Y"])
+        inputs = [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])]
+        outputs = [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])]
+        initializers = [weight, zero_a, zero_b]
+    elif kind == "fp32":
+        weight = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "B")
+        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
+        inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])]
+        outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])]
+        initializers = [weight]
+    else:
+        raise ValueError(f"kind must be int8 or fp32, got {kind!r}")
+    graph = helper.make_graph([node], f"gemm_{kind}", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def gemm_call(kind: str, size: int = GEMM_SIZE, threads: int | None = None) -> tuple[Callable[[], object], float]:
+    """(a call running one ``size``^3 GEMM of ``kind`` through onnxruntime, its operation count)."""
+    session = make_session(_gemm_model(kind, size, size, size), threads)
+    rng = np.random.default_rng(1)
+    a = (rng.integers(0, 256, (size, size), dtype=np.uint8) if kind == "int8"
+         else rng.standard_normal((size, size), dtype=np.float32))
+    return (lambda: session.run(None, {"A": a})), 2.0 * size ** 3
+
+
+def gemm_peak(kind: str, size: int = GEMM_SIZE, repeats: int = 20, threads: int | None = None) -> dict:
+    """Attainable GEMM operations per second (2 per multiply-add) of one precision on this machine.
+
+    Returns {"kind", "m", "k", "n", "threads", "median_ms", "ops_per_s", "gops"} from the median repeat.
+    Fractions of this peak are best taken from calls timed in the same rounds (``bench.run``).
+    """
+    call, ops = gemm_call(kind, size, threads)
+    timing = latency_ms(call, repeats)
+    per_s = ops / (timing["median_ms"] / 1000.0)
+    return {"kind": kind, "m": size, "k": size, "n": size, "threads": threads or 0,
+            "median_ms": timing["median_ms"], "ops_per_s": per_s, "gops": per_s / 1e9}
+
+
+def model_macs(model: Path | bytes) -> dict:
+    """Multiply-accumulates of one batch-1 inference of an ONNX graph, per operator type.
+
+    Conv: output elements x (input channels / group) x kernel area; MatMul and Gemm: M x K x N.
+    Symbolic dimensions (the batch) are taken as 1.
+    """
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    loaded = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    for value in loaded.graph.input:  # fix the batch dimension so every shape is concrete
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+    inferred = shape_inference.infer_shapes(loaded)
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims]
+    weights = {w.name: list(numpy_helper.to_array(w).shape) for w in inferred.graph.initializer}
+    shapes |= weights
+    per_op: dict[str, int] = defaultdict(int)
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            out, kernel = shapes.get(node.output[0]), shapes.get(node.input[1])
+            if out and kernel:
+                per_op["Conv"] += int(np.prod(out)) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+            if a and b:
+                transposed = node.op_type == "Gemm" and any(
+                    attr.name == "transB" and attr.i for attr in node.attribute)
+                n = b[-2] if transposed else b[-1]
+                per_op[node.op_type] += int(np.prod(a)) * n
+    return {"macs": int(sum(per_op.values())), "per_op": dict(per_op)}
+
+
+def operator_profile(model: Path | bytes, x: np.ndarray, runs: int = 20, threads: int | None = None) -> dict:
+    """Where one session's time goes: onnxruntime's profiler over ``runs`` runs of input ``x``.
+
+    Returns {"runs", "total_ms_per_run", "ops": [{"op", "ms_per_run", "share", "nodes"}, ...]} sorted by
+    time, with the optimised graph's operator types (e.g. fused QLinearConv, Concat, Transpose).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        from edgehisto.runtime.sessions import SessionSettings
+
+        settings = SessionSettings(intra=threads or 0)
+        options = session_options(settings)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        import onnxruntime as ort
+
+        source = model if isinstance(model, bytes) else str(model)
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for _ in range(3):  # warm-up runs are profiled too; they are dropped below by run index
+            session.run(None, {name: x})
+        for _ in range(runs):
+            session.run(None, {name: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    run_events = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    keep_after = run_events[3]["ts"] if len(run_events) > 3 else 0
+    time_us: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        if event["ts"] < keep_after:
+            continue
+        op = event.get("args", {}).get("op_name", "?")
+        time_us[op] += event["dur"]
+        nodes[op].add(event["name"])
+    total = sum(time_us.values()) or 1.0
+    ops = [{"op": op, "ms_per_run": us / 1000.0 / runs, "share": us / total, "nodes": len(nodes[op])}
+           for op, us in sorted(time_us.items(), key=lambda item: -item[1])]
+    return {"runs": runs, "total_ms_per_run": total / 1000.0 / runs, "ops": ops}

@@ -1,0 +1,54 @@
+"""Bench verdicts: a target judged from one run's numbers, stated for this machine's ISA class.
+
+Latency targets are ratios of two calls timed together in rotating rounds (``runtime.timing.interleaved``),
+so each ratio exists per round too. A ratio target is "met" only when the median ratio meets it by more
+than 5% (``NOISE_RATIO``) and so do at least ``CONSISTENT_ROUNDS`` of the rounds; "missed" when the
+median misses it by more than 5% and at least as many rounds miss; anything else is "within noise".
+The same rule decides the onnxruntime tuning tables (``ort_tuning.compare``): on a shared 2-core
+machine two identical graphs once measured 2.5x apart in one table when load bursts hit, so one
+median alone is not a verdict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NOISE_RATIO, CONSISTENT_ROUNDS = 1.05, 0.8
+
+
+def _holds(value: float, threshold: float, rule: str) -> bool:
+    return value <= threshold if rule == "<=" else value >= threshold
+
+
+def value_target(name: str, value: float | None, threshold: float, rule: str, isa: str, note: str = "") -> dict:
+    """A target on one number (an agreement, an accuracy drop, a cold start): met or missed.
+
+    ``value`` None means the run could not measure it: the verdict is "not measured", never "met".
+    """
+    if value is None:
+        return {"target": name, "value": None, "threshold": threshold, "rule": rule, "met": False,
+                "verdict": "not measured", "isa": isa, "note": note}
+    met = _holds(float(value), threshold, rule)
+    return {"target": name, "value": float(value), "threshold": threshold, "rule": rule, "met": met,
+            "verdict": "met" if met else "missed", "isa": isa, "note": note}
+
+
+def ratio_target(name: str, numerator: dict, denominator: dict, threshold: float, rule: str, isa: str,
+                 note: str = "") -> dict:
+    """A target on the ratio of two interleaved latencies (``median_ms`` and ``round_medians_ms`` each)."""
+    value = numerator["median_ms"] / denominator["median_ms"]
+    per_round = [a / b for a, b in zip(numerator["round_medians_ms"], denominator["round_medians_ms"], strict=True)]
+    holding = sum(_holds(r, threshold, rule) for r in per_round)
+    rounds = len(per_round)
+    if abs(value / threshold - 1) < NOISE_RATIO - 1:  # closer than 5% to the line: no verdict either way
+        verdict = "within noise"
+    elif _holds(value, threshold, rule) and holding >= CONSISTENT_ROUNDS * rounds:
+        verdict = "met"
+    elif not _holds(value, threshold, rule) and rounds - holding >= CONSISTENT_ROUNDS * rounds:
+        verdict = "missed"
+    else:
+        verdict = "within noise"
+    spread = [float(np.min(per_round)), float(np.max(per_round))] if per_round else None
+    return {"target": name, "value": float(value), "threshold": threshold, "rule": rule,
+            "met": verdict == "met", "verdict": verdict, "isa": isa, "rounds": f"{holding}/{rounds}",
+            "round_ratio_range": spread, "note": note}
