@@ -49,9 +49,9 @@ endif
 
 EH := $(VENV)/bin/edgehisto
 IDC_DATA ?= ../shared/data/idc
-HAVE_IDC := $(wildcard $(IDC_DATA)/README.md)
+HAVE_IDC := $(firstword $(wildcard $(IDC_DATA)/*/1))
 BREAKHIS_DATA ?= ../shared/data/breakhis/real
-HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/README.md)
+HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/BreaKHis_v1)
 
 # Classify tiles with the embedded default model and write Grad-CAM overlays: synthetic tiles
 # always, real held-out patients' tiles when ../shared/data/idc exists. No training.
@@ -66,6 +66,10 @@ ifneq ($(HAVE_IDC),)
 else
 	@echo "== $(IDC_DATA) is absent: classifying synthetic tiles. The embedded model was trained on real"
 	@echo "   tissue and does not transfer to synthetic tiles, so these labels show the mechanics only."
+	@echo "   No real tissue ships with edgehisto (the datasets' copies stay outside the repository and the"
+	@echo "   wheel). To see a model that works on what it is shown, run make demo-pipeline (about 3 minutes:"
+	@echo "   it trains on synthetic tiles and scores its held-out patients); for real tissue, put the IDC"
+	@echo "   patches in $(IDC_DATA) or run make demo IDC_DATA=/your/copy (README, Data)."
 	$(EH) synth idc --out $(OUT)/synthetic-tiles --n 24 --seed 0
 	$(EH) classify $(OUT)/synthetic-tiles --precision int8 --gradcam $(OUT)/gradcam-synthetic
 endif
