@@ -11,7 +11,8 @@ import click
 @click.command("bench")
 @click.argument("bundles", nargs=-1, metavar="[MODEL]...")
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Where labelled data lives: a bundle's held-out tiles are used if found there, else every tile.")
+              help="Where labelled data lives: a bundle's held-out tiles are used if found there, else where "
+                   "its manifest says they are, else every tile of DIR.")
 @click.option("--out", "out_dir", default=Path("bench-output"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3),

@@ -6,6 +6,7 @@ a verdict for one ISA class, and every report names it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -13,6 +14,14 @@ from pathlib import Path
 # The CPU flags (Linux /proc/cpuinfo names) that change which kernels onnxruntime and LiteRT run.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
              "amx_tile", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (an extra's module is absent from a runtime-only install)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # an import hook may refuse outright rather than find nothing
+        return False
 
 
 def cpu_flags() -> set[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgehisto.bench.machine import installed
+
 METHOD = ("Latency: batch 1, median / p95 ms. Every latency in this report (and in `ort_tuning.md`) is "
           "taken with one method: the calls of a table are timed together in rotating rounds (wait until "
           "idle workers stop spinning, one untimed call, a burst of back-to-back calls), so load from other "
@@ -55,6 +57,10 @@ def _stage_table(stage: str, rows: dict) -> list[str]:
             f"{_lat(r['latency_all_threads'])} | {_lat(r.get('latency_1_thread'))} | "
             f"{_fmt(r['throughput_tiles_per_s'], 0)} | "
             f"{(_fmt(r['gradcam_cost_ratio']) + 'x') if 'gradcam_cost_ratio' in r else '—'} |")
+    paired = rows.get("onnx_int8", {}).get("latency_vs_keras")
+    if paired:
+        lines += ["", f"Keras `predict` is timed in its own table against ONNX int8 ({_lat(paired)} ms there); "
+                      "the other rows in one table. Throughput (batch) is timed variant after variant."]
     return [*lines, ""]
 
 
@@ -67,6 +73,9 @@ def _roofline_table(bundle: dict) -> list[str]:
     for stage, roof in bundle["roofline"].items():
         if "skipped" in roof:
             lines.append(f"| {stage} | not measured: {roof['skipped']} |||||||")
+            continue
+        if "same_as" in roof:
+            lines.append(f"| {stage} | the backbone of `{roof['same_as']}` (shared) |||||||")
             continue
         for precision in ("fp32", "int8"):
             r = roof[precision]
@@ -90,6 +99,9 @@ def _routed_table(routed: dict) -> list[str]:
         lines.append(f"| {kind} | {_fmt(r['accuracy'], 4)} | {_fmt(r.get('agreement_with_keras'), 4)} | "
                      f"{', '.join(r.get('stages_ran', [])) or '—'} | {_lat(r.get('latency_all_threads'))} | "
                      f"{_lat(r.get('latency_file'))} | {_lat(r.get('latency_stages_only'))} |")
+    paired = routed.get("onnx_int8", {}).get("latency_vs_keras")
+    if paired:
+        lines += ["", f"Keras is timed in its own table against ONNX int8 from the tensor ({_lat(paired)} ms there)."]
     return [*lines, ""]
 
 
@@ -100,7 +112,8 @@ def _levers_table(levers: dict | None) -> list[str]:
     lines = ["### levers measured", "",
              f"Decoding the image ({decode['size'][1]}x{decode['size'][0]}, {decode['bytes'] / 1e3:.0f} kB): "
              f"{_fmt(decode['decode_ms'])} ms; resize + normalise: {_fmt(decode['resize_normalise_ms'])} ms.", "",
-             "| entry backbone | session creation as shipped (s) | pre-optimised at EXTENDED (s) | "
+             "| entry backbone | session creation as shipped (s) | from a copy pre-optimised at EXTENDED, "
+             "re-optimised at ALL (s) | "
              "max abs activation difference |", "|---|---|---|---|"]
     for row in levers["session_creation"]:
         lines.append(f"| {row['precision']} | {_fmt(row['shipped_s'], 3)} | {_fmt(row['pre_optimised_extended_s'], 3)}"
@@ -121,6 +134,10 @@ def _targets_table(targets: list[dict]) -> list[str]:
 def markdown(report: dict) -> str:
     """The bench report as Markdown: machine and method, then per bundle its tables and verdicts."""
     lines = _header(report)
+    for skipped in report.get("skipped_bundles", []):
+        lines += [f"**Not benched: {skipped['bundle']}: {skipped['why']}**", ""]
+    if not installed("matplotlib"):
+        lines += ['No PNG plots: they need matplotlib (pip install "edgehisto[train]").', ""]
     for bundle in report["bundles"]:
         lines += [f"## {bundle['bundle']} ({bundle['task']}, arch {bundle.get('arch') or 'single'}; "
                   f"{bundle['n_tiles']} labelled tiles from {bundle['data']})", ""]
@@ -189,7 +206,7 @@ def plots(report: dict, out_dir: Path) -> list[Path]:
             fig.savefig(path, dpi=110)
             plt.close(fig)
             written.append(path)
-        if not any("skipped" in roof for roof in bundle["roofline"].values()):
+        if any("int8" in roof for roof in bundle["roofline"].values()):
             written.append(_roofline_plot(plt, report, bundle, out_dir / f"bench_{index}_roofline.png"))
     return written
 
@@ -197,7 +214,7 @@ def plots(report: dict, out_dir: Path) -> list[Path]:
 def _roofline_plot(plt, report: dict, bundle: dict, path: Path) -> Path:
     """Achieved backbone G op/s per stage and precision, against this machine's GEMM peaks."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    stages = list(bundle["roofline"])
+    stages = [s for s, roof in bundle["roofline"].items() if "int8" in roof]
     width = 0.38
     for offset, (precision, colour) in enumerate((("fp32", "tab:blue"), ("int8", "tab:orange"))):
         values = [bundle["roofline"][s][precision]["achieved_gops"] for s in stages]
@@ -206,8 +223,8 @@ def _roofline_plot(plt, report: dict, bundle: dict, path: Path) -> Path:
         peak = max(bundle["roofline"][s][precision]["peak_gops"] for s in stages)
         ax.axhline(peak, color=colour, linestyle="--", label=f"{precision} GEMM peak {peak:.0f} (same rounds)")
     ax.set_xticks(range(len(stages)), stages)
-    ax.set_ylim(0, 1.15 * max(max(r[p]["peak_gops"], r[p]["achieved_gops"])
-                               for r in bundle["roofline"].values() for p in ("fp32", "int8")))
+    ax.set_ylim(0, 1.15 * max(max(bundle["roofline"][s][p]["peak_gops"], bundle["roofline"][s][p]["achieved_gops"])
+                               for s in stages for p in ("fp32", "int8")))
     ax.set_ylabel("G op/s (multiply-add = 2)")
     ax.set_title(f"{bundle['bundle']}: achieved vs attainable ({report['machine']['isa']})", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")

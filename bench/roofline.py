@@ -80,33 +80,46 @@ def gemm_peak(kind: str, size: int = GEMM_SIZE, repeats: int = 20, threads: int 
             "median_ms": timing["median_ms"], "ops_per_s": per_s, "gops": per_s / 1e9}
 
 
-def model_macs(model: Path | bytes) -> dict:
+def model_macs(model: Path | bytes, input_size: tuple[int, int] | None = None) -> dict:
     """Multiply-accumulates of one batch-1 inference of an ONNX graph, per operator type.
 
     Conv: output elements x (input channels / group) x kernel area; MatMul and Gemm: M x K x N.
-    Symbolic dimensions (the batch) are taken as 1.
+    The image input's symbolic dimensions are fixed before shape inference: the batch to 1 and,
+    given ``input_size`` (height, width), the spatial ones of an NHWC or NCHW input. A Conv, MatMul
+    or Gemm whose shapes stay unknown is not counted but listed in ``uncounted``, never guessed.
     """
     import onnx
     from onnx import numpy_helper, shape_inference
 
     loaded = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
-    for value in loaded.graph.input:  # fix the batch dimension so every shape is concrete
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.dim_value = 1
+    initializers = {w.name for w in loaded.graph.initializer}
+    for value in loaded.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        wanted = [1] + [0] * (len(dims) - 1)
+        if input_size is not None and len(dims) == 4:  # NHWC (channels last: 3) or NCHW
+            nhwc = dims[3].HasField("dim_value") and dims[3].dim_value == 3
+            wanted = [1, *input_size, 3] if nhwc else [1, 3, *input_size]
+        for dim, size in zip(dims, wanted, strict=True):
+            if not dim.HasField("dim_value") and size:
+                dim.dim_value = size
     inferred = shape_inference.infer_shapes(loaded)
     shapes = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims]
-    weights = {w.name: list(numpy_helper.to_array(w).shape) for w in inferred.graph.initializer}
-    shapes |= weights
+        if dims and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            shapes[value.name] = [d.dim_value for d in dims]
+    shapes |= {w.name: list(numpy_helper.to_array(w).shape) for w in inferred.graph.initializer}
     per_op: dict[str, int] = defaultdict(int)
+    uncounted = []
     for node in inferred.graph.node:
         if node.op_type == "Conv":
             out, kernel = shapes.get(node.output[0]), shapes.get(node.input[1])
             if out and kernel:
                 per_op["Conv"] += int(np.prod(out)) * int(np.prod(kernel[1:]))
+            else:
+                uncounted.append(node.name or node.output[0])
         elif node.op_type in ("MatMul", "Gemm"):
             a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
             if a and b:
@@ -114,7 +127,9 @@ def model_macs(model: Path | bytes) -> dict:
                     attr.name == "transB" and attr.i for attr in node.attribute)
                 n = b[-2] if transposed else b[-1]
                 per_op[node.op_type] += int(np.prod(a)) * n
-    return {"macs": int(sum(per_op.values())), "per_op": dict(per_op)}
+            else:
+                uncounted.append(node.name or node.output[0])
+    return {"macs": int(sum(per_op.values())), "per_op": dict(per_op), "uncounted": uncounted}
 
 
 def operator_profile(model: Path | bytes, x: np.ndarray, runs: int = 20, threads: int | None = None) -> dict:
@@ -143,6 +158,7 @@ def operator_profile(model: Path | bytes, x: np.ndarray, runs: int = 20, threads
     run_events = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     keep_after = run_events[3]["ts"] if len(run_events) > 3 else 0
     time_us: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
     nodes: dict[str, set] = defaultdict(set)
     for event in events:
         if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
@@ -151,8 +167,10 @@ def operator_profile(model: Path | bytes, x: np.ndarray, runs: int = 20, threads
             continue
         op = event.get("args", {}).get("op_name", "?")
         time_us[op] += event["dur"]
+        calls[op] += 1
         nodes[op].add(event["name"])
     total = sum(time_us.values()) or 1.0
-    ops = [{"op": op, "ms_per_run": us / 1000.0 / runs, "share": us / total, "nodes": len(nodes[op])}
+    ops = [{"op": op, "ms_per_run": us / 1000.0 / runs, "share": us / total, "nodes": len(nodes[op]),
+            "kernel_calls": calls[op]}
            for op, us in sorted(time_us.items(), key=lambda item: -item[1])]
     return {"runs": runs, "total_ms_per_run": total / 1000.0 / runs, "ops": ops}

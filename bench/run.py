@@ -8,7 +8,6 @@ Targets are judged as ratios within one run (``bench/verdicts.py``) and stated f
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,14 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bench.levers import decode_cost, session_creation
-from edgehisto.bench.machine import load_average, machine_info
+from edgehisto.bench.machine import installed, load_average, machine_info
 from edgehisto.bench.process import whole_process
 from edgehisto.bench.roofline import gemm_call, gemm_peak, model_macs, operator_profile
 from edgehisto.bench.variants import VARIANTS, make_variant
 from edgehisto.bench.verdicts import ratio_target, value_target
 from edgehisto.bundle import tensors
 from edgehisto.bundle.gates import Thresholds
-from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle
+from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, read_verified
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.classifier import Classifier
@@ -62,14 +61,6 @@ class BenchConfig:
     keras_repeats: int = 15  # Keras predict is 10-60x slower: fewer samples keep the run short
 
 
-def _installed(module: str) -> bool:
-    """Whether ``module`` can be imported (an extra's module is absent from a runtime-only install)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # an import hook may refuse outright rather than find nothing
-        return False
-
-
 def missing_files(kind: str, bundle: Bundle, stage: StageSpec) -> str | None:
     """Why a variant cannot run here (its file is not shipped, or its engine is not installed), or None."""
     if kind == "keras_fp32":
@@ -80,20 +71,25 @@ def missing_files(kind: str, bundle: Bundle, stage: StageSpec) -> str | None:
         return None
     if relative is None or not bundle.file(relative).is_file():
         return f"{relative or kind} is not in this bundle (a runtime bundle ships ONNX only)"
-    if not _installed(engine):
+    if not installed(engine):
         return f'{engine} is not installed (pip install "edgehisto[train]")'
     return None
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray, keras: np.ndarray | None, fp32: np.ndarray) -> dict:
-    """Metrics on the tiles the stage applies to (label >= 0); top-1 agreement on all tiles.
+    """Metrics and top-1 agreement on the tiles the stage applies to (label >= 0).
 
     numpy only, so that a runtime-only install (no scikit-learn) can bench its ONNX variants.
     Balanced accuracy and macro-F1 average over the classes present in the labels.
     """
-    agree = {"agreement_with_keras": None if keras is None else float(np.mean(probs.argmax(1) == keras.argmax(1))),
-             "agreement_with_onnx_fp32": float(np.mean(probs.argmax(1) == fp32.argmax(1)))}
-    rows = labels >= 0
+    rows = labels >= 0  # as the export's parity gate: agreement on the tiles the stage applies to
+
+    def agreement(reference: np.ndarray | None) -> float | None:
+        if reference is None or not rows.any():
+            return None
+        return float(np.mean(probs[rows].argmax(1) == reference[rows].argmax(1)))
+
+    agree = {"agreement_with_keras": agreement(keras), "agreement_with_onnx_fp32": agreement(fp32)}
     truth, predicted = labels[rows], probs[rows].argmax(1)
     present = np.unique(truth)
     recalls = [float(np.mean(predicted[truth == c] == c)) for c in present]
@@ -107,9 +103,9 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray, keras: np.ndarray | None, f
             "macro_f1": float(np.mean(f1s)) if f1s else None, **agree, "n_labelled": int(rows.sum())}
 
 
-def _timed(calls: dict[str, Callable[[], object]], config: BenchConfig) -> dict[str, dict]:
-    """``interleaved`` with the run's repeats (fewer when a Keras call is among them)."""
-    repeats = config.keras_repeats if any(name.startswith("keras") for name in calls) else config.repeats
+def _timed(calls: dict[str, Callable[[], object]], config: BenchConfig, keras: bool = False) -> dict[str, dict]:
+    """``interleaved`` with the run's repeats, fewer for a table with Keras ``predict`` (10-60x slower)."""
+    repeats = min(config.keras_repeats, config.repeats) if keras else config.repeats
     # bursts of 3: 50 repeats give 17 rounds, 15 give 5, so a per-round verdict has rounds to count
     return interleaved(calls, repeats, burst=min(3, repeats))
 
@@ -131,11 +127,17 @@ def bench_stage(bundle: Bundle, stage: StageSpec, x: np.ndarray, labels: np.ndar
         rows[kind] = {"size_mb": sum(p.stat().st_size for p in variant.files()) / 1e6,
                       **_accuracy(probs[kind], labels, keras, probs["onnx_fp32"])}
     log(f"  {stage.name}: batch-1 latency, interleaved rounds")
-    calls = {kind: (lambda v=v: v.predict(one)) for kind, v in variants.items()}
-    calls |= {f"{kind}+gradcam": (lambda v=v: v.gradcam(one))
-              for kind, v in variants.items() if kind.startswith("onnx")}
+    # ONNX and TFLite in one table at full repeats; Keras against ONNX int8 in its own, shorter one
+    engines = {kind: v for kind, v in variants.items() if kind != "keras_fp32"}
+    calls = {kind: (lambda v=v: v.predict(one)) for kind, v in engines.items()}
+    calls |= {f"{kind}+gradcam": (lambda v=v: v.gradcam(one)) for kind, v in engines.items() if kind.startswith("onnx")}
     timed = _timed(calls, config)
-    single = {kind: make_variant(kind, bundle, stage, threads=1) for kind in variants if kind != "keras_fp32"}
+    if "keras_fp32" in variants:
+        versus = _timed({kind: (lambda v=variants[kind]: v.predict(one)) for kind in ("keras_fp32", "onnx_int8")},
+                        config, keras=True)
+        timed["keras_fp32"] = versus["keras_fp32"]
+        rows["onnx_int8"]["latency_vs_keras"] = versus["onnx_int8"]
+    single = {kind: make_variant(kind, bundle, stage, threads=1) for kind in engines}
     timed_1 = _timed({kind: (lambda v=v: v.predict(one)) for kind, v in single.items()}, config)
     for kind, variant in variants.items():
         row = rows[kind]
@@ -145,7 +147,7 @@ def bench_stage(bundle: Bundle, stage: StageSpec, x: np.ndarray, labels: np.ndar
         if f"{kind}+gradcam" in timed:
             row["gradcam_latency"] = timed[f"{kind}+gradcam"]
             row["gradcam_cost_ratio"] = timed[f"{kind}+gradcam"]["median_ms"] / timed[kind]["median_ms"]
-        row["throughput_tiles_per_s"] = throughput(lambda v=variant: v.predict(batch), len(batch),
+        row["throughput_tiles_per_s"] = throughput(lambda v=variant: v.predict(batch), len(batch),  # sequential
                                                    max(2, config.repeats // 10))
     return rows
 
@@ -156,19 +158,19 @@ def stage_roofline(bundle: Bundle, stage: StageSpec, x1: np.ndarray, config: Ben
 
     The peak GEMMs are timed in the same rounds as the backbones, so load shifts both alike.
     """
-    if not _installed("onnx"):
+    if not installed("onnx"):
         return {"skipped": 'counting operations needs onnx (pip install "edgehisto[train]")'}
-    macs = model_macs(bundle.file(stage.backbone("fp32")))
+    macs = model_macs(read_verified(bundle, stage.backbone("fp32")), bundle.preprocess.input_size)
     sessions = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in ("fp32", "int8")}
     gemms = {p: gemm_call(p) for p in ("fp32", "int8")}
     calls = {p: (lambda c=c: c.activations(x1, stage)) for p, c in sessions.items()}
     calls |= {f"gemm_{p}": call for p, (call, _) in gemms.items()}
     timed = _timed(calls, config)
-    result = {"macs": macs["macs"], "gmac": macs["macs"] / 1e9}
+    result = {"macs": macs["macs"], "gmac": macs["macs"] / 1e9, "uncounted_nodes": macs["uncounted"]}
     for precision in sessions:
         achieved = 2.0 * macs["macs"] / (timed[precision]["median_ms"] / 1000.0)
         peak = gemms[precision][1] / (timed[f"gemm_{precision}"]["median_ms"] / 1000.0)
-        profile = operator_profile(bundle.file(stage.backbone(precision)), x1, runs=config.profile_runs)
+        profile = operator_profile(read_verified(bundle, stage.backbone(precision)), x1, runs=config.profile_runs)
         result[precision] = {"backbone_latency": timed[precision], "gemm_latency": timed[f"gemm_{precision}"],
                              "achieved_gops": achieved / 1e9, "peak_gops": peak / 1e9,
                              "fraction_of_peak": achieved / peak, "profile": profile}
@@ -215,20 +217,22 @@ def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path,
         reference = routed_labels(task, {n: v.predict(x).argmax(1) for n, v in keras_stages.items()})
         one_model = len({bundle.manifest["stages"][n]["reference_keras"] for n in bundle.stages}) == 1
 
-        def keras_one():  # what a Keras user runs per image: binary, then the routed subtype model
-            entry = bundle.entry_stage
-            label = keras_stages[entry].predict(x[:1]).argmax(1)[0]
-            if not one_model:  # a multitask model's one predict already gave every head
-                keras_stages[bundle.routing[entry][bundle.stages[entry].class_names[label]]].predict(x[:1])
+        def keras_one():  # what a Keras user runs per image: each model on the route, in turn
+            stage = bundle.entry_stage
+            while stage is not None:
+                label = keras_stages[stage].predict(x[:1]).argmax(1)[0]
+                # one multitask predict computes the shared backbone, which is nearly all of the work
+                routes = {} if one_model else bundle.routing.get(stage, {})
+                stage = routes.get(bundle.stages[stage].class_names[label])
         rows["keras_fp32"] = {"accuracy": float(np.mean(reference == labels)), "agreement_with_keras": 1.0}
-        calls["keras_fp32"] = keras_one
     else:
         reference = None
         rows["keras_fp32"] = {"skipped": "the Keras reference is not in this bundle"}
     x1 = x[:1]
     for precision in ("fp32", "int8"):
         clf = Classifier(bundle, precision=precision, allow_failed_parity=True)
-        predicted = np.array([classes.index(r.stages[-1].label) for r in clf.classify_tensor(x)])
+        # a tile refused as non-finite has no label: -1, counted wrong
+        predicted = np.array([classes.index(r.stages[-1].label) if r.stages else -1 for r in clf.classify_tensor(x)])
         ran = _stages_that_ran(clf, x1)
         rows[f"onnx_{precision}"] = {
             "accuracy": float(np.mean(predicted == labels)),
@@ -243,6 +247,11 @@ def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path,
         kind, _, part = name.partition(": ")
         key = {"": "latency_all_threads", "file": "latency_file", "stages only": "latency_stages_only"}[part]
         rows[kind][key] = stats
+    if reference is not None:
+        log("  routed end to end: Keras predict vs ONNX int8")
+        versus = _timed({"keras_fp32": keras_one, "onnx_int8": calls["onnx_int8"]}, config, keras=True)
+        rows["keras_fp32"]["latency_all_threads"] = versus["keras_fp32"]
+        rows["onnx_int8"]["latency_vs_keras"] = versus["onnx_int8"]
     return rows
 
 
@@ -271,11 +280,18 @@ def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
     log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
     truth = TASKS[bundle.task].stage_labels(labels)  # per stage; -1 where a stage does not apply
     result = {"bundle": str(bundle_dir), "name": bundle.manifest.get("name"), "task": bundle.task,
-              "arch": bundle.manifest.get("arch"), "data": str(root), "n_tiles": len(x), "stages": {}, "roofline": {}}
+              "arch": bundle.manifest.get("arch"), "routing": bool(bundle.routing), "data": str(root),
+              "n_tiles": len(x), "stages": {}, "roofline": {}}
+    measured_backbones: dict[str, str] = {}
     for name, stage in bundle.stages.items():
         result["stages"][name] = bench_stage(bundle, stage, x, truth[name], config, log)
+        backbone = stage.backbone("fp32")
+        if backbone in measured_backbones:  # a multitask model's stages share one backbone
+            result["roofline"][name] = {"same_as": measured_backbones[backbone]}
+            continue
         log(f"  {name}: roofline (MACs, backbone latency, operator profile)")
         result["roofline"][name] = stage_roofline(bundle, stage, x[:1], config)
+        measured_backbones[backbone] = name
     tile = root / relpaths[0]
     if bundle.routing:
         result["routed"] = bench_routed(bundle, x, labels, tile, config, log)
@@ -300,15 +316,16 @@ def evaluate_targets(result: dict, isa: str, thresholds: Thresholds | None = Non
     """The performance issue's targets, judged from this run's numbers, for this machine's ISA class."""
     thresholds = thresholds or Thresholds()
     targets = []
+    routed = result.get("routed")
     for stage, rows in result["stages"].items():
         measured = {k: r for k, r in rows.items() if "skipped" not in r}
         lat = {k: r["latency_all_threads"] for k, r in measured.items()}
         if {"onnx_int8", "tflite_int8"} <= set(lat):
-            targets.append(ratio_target(f"{stage}: ONNX int8 / TFLite int8 latency", lat["onnx_int8"],
-                                        lat["tflite_int8"], 1.0, "<=", isa))
-        if {"onnx_int8", "keras_fp32"} <= set(lat):
+            targets.append(ratio_target(f"{stage}: ONNX int8 / TFLite int8 latency (both on all cores)",
+                                        lat["onnx_int8"], lat["tflite_int8"], 1.0, "<=", isa))
+        if not routed and {"onnx_int8", "keras_fp32"} <= set(lat):  # a hierarchy is judged end to end below
             targets.append(ratio_target(f"{stage}: Keras predict / ONNX int8 latency", lat["keras_fp32"],
-                                        lat["onnx_int8"], 20.0, ">=", isa))
+                                        measured["onnx_int8"]["latency_vs_keras"], 20.0, ">=", isa))
         for kind in ("onnx_int8", "tflite_int8"):
             if kind not in measured:
                 continue
@@ -317,20 +334,20 @@ def evaluate_targets(result: dict, isa: str, thresholds: Thresholds | None = Non
                                         row[f"agreement_with_{against}"], thresholds.int8_min_agreement, ">=", isa,
                                         "a faster int8 that disagrees with its reference is not a win"))
             if "keras_fp32" in measured:
-                drop = measured["keras_fp32"]["accuracy"] - row["accuracy"]
-                targets.append(value_target(f"{stage}: {kind} accuracy drop (points)", 100 * drop,
+                accuracies = measured["keras_fp32"]["accuracy"], row["accuracy"]
+                drop = None if None in accuracies else 100 * (accuracies[0] - accuracies[1])
+                targets.append(value_target(f"{stage}: {kind} accuracy drop (points)", drop,
                                             100 * thresholds.int8_max_accuracy_drop, "<=", isa,
                                             "a negative drop is a gain from int8 rounding, not a feature"))
-        roof = result["roofline"].get(stage)
-        if roof and "skipped" not in roof:
+        roof = result["roofline"].get(stage, {})
+        if "int8" in roof:
             targets.append(value_target(f"{stage}: ONNX int8 backbone, fraction of the int8 GEMM peak",
                                         roof["int8"]["fraction_of_peak"], 0.30, ">=", isa))
-    routed = result.get("routed")
     if routed:
         int8 = routed["onnx_int8"]
         if "latency_all_threads" in routed["keras_fp32"]:
             targets.append(ratio_target("routed: Keras predict / ONNX int8 classify latency",
-                                        routed["keras_fp32"]["latency_all_threads"], int8["latency_all_threads"],
+                                        routed["keras_fp32"]["latency_all_threads"], int8["latency_vs_keras"],
                                         20.0, ">=", isa))
         targets.append(ratio_target("routed: ONNX int8 classify (tensor) / its stages' session runs",
                                     int8["latency_all_threads"], int8["latency_stages_only"], 1.2, "<=", isa))
@@ -338,10 +355,13 @@ def evaluate_targets(result: dict, isa: str, thresholds: Thresholds | None = Non
                                     int8["latency_file"], int8["latency_stages_only"], 1.2, "<=", isa,
                                     "includes decoding and resizing the image"))
     cold = result["process"]["classify_int8"]
-    limit = 0.3 if result["task"] == "idc" else 1.0
-    targets.append(value_target("cold `edgehisto classify image` (s, whole process)", cold["seconds"], limit, "<=",
-                                isa, "median of runs"))
-    targets.append(value_target("peak RSS of classify (MB)", cold["peak_rss_mb"], 250.0, "<=", isa))
+    ran = cold["exit_codes"] == [0]
+    note = "median of runs" if ran else f"classify exited {cold['exit_codes']}: not a measurement"
+    limit = 1.0 if result["routing"] else 0.3  # the issue's limits: a hierarchy 1.0 s, the IDC default 0.3 s
+    targets.append(value_target("cold `edgehisto classify image` (s, whole process)", cold["seconds"] if ran else None,
+                                limit, "<=", isa, note))
+    targets.append(value_target("peak RSS of classify (MB)", cold["peak_rss_mb"] if ran else None, 250.0, "<=",
+                                isa, note))
     return targets
 
 
@@ -375,16 +395,23 @@ def run_bench(bundles: list[Path], data_dir: Path | None, config: BenchConfig,
     machine = machine_info()
     log(f"machine: {machine['cpu']}, ISA {machine['isa']}, {machine['cores']} cores, load {machine['load_average']}")
     peaks = None
-    if _installed("onnx"):
+    if installed("onnx"):
         log("GEMM peaks (int8 MatMulInteger, fp32 MatMul, 1024^3)")
         peaks = {kind: gemm_peak(kind) for kind in ("int8", "fp32")}
-    results = []
+    results, benched, skipped = [], [], []
     for path in bundles:
-        result = bench_bundle(path, data_dir, config, log)
+        try:
+            result = bench_bundle(path, data_dir, config, log)
+        except EdgehistoError as error:  # e.g. no labelled data for this bundle's task: bench the others
+            log(f"bench {path}: skipped: {error}")
+            skipped.append({"bundle": str(path), "why": str(error)})
+            continue
         result["targets"] = evaluate_targets(result, machine["isa"])
         results.append(result)
-    report = {"machine": machine, "config": asdict(config), "gemm_peaks": peaks, "bundles": results}
-    comparison = compare_multitask(results, bundles, data_dir, config, machine["isa"], log)
+        benched.append(path)
+    report = {"machine": machine, "config": asdict(config), "gemm_peaks": peaks, "bundles": results,
+              "skipped_bundles": skipped}
+    comparison = compare_multitask(results, benched, data_dir, config, machine["isa"], log)
     if comparison:
         report["multitask_vs_hierarchy"] = comparison
     report["load_average_after"] = load_average()

@@ -6,6 +6,7 @@ Keras fp32 is the reference; ONNX fp32/int8 run through the runtime's own ``Clas
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +65,9 @@ class TFLiteVariant:
     def __post_init__(self):
         from edgehisto.runtime.litert import LiteRTModel
 
+        # LiteRT's default (num_threads=None) starts no worker thread: "all threads" must mean all
+        # cores here, as it does for onnxruntime, or ONNX on 2 cores is compared with TFLite on 1.
+        self.threads = self.threads or os.cpu_count()
         self.model = LiteRTModel(self.path, threads=self.threads, output=self.output_name)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

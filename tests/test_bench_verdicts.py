@@ -41,33 +41,69 @@ def test_isa_class_names_the_best_int8_feature():
     assert isa_class(set()) == "unknown"
 
 
-def test_model_macs_counts_conv_and_matmul_exactly():
-    onnx = pytest.importorskip("onnx")
+def _graph(nodes, inputs, outputs, initializers):
+    from onnx import helper
+
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, initializers),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def test_model_macs_counts_conv_groups_matmul_and_gemm_exactly():
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from edgehisto.bench.roofline import model_macs
 
-    conv_w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "W")
-    fc_w = numpy_helper.from_array(np.zeros((8 * 16 * 16, 5), np.float32), "F")
-    shape = numpy_helper.from_array(np.array([-1, 8 * 16 * 16], np.int64), "S")
-    graph = helper.make_graph(
+    weights = [numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "W"),  # 3x3, 3 -> 8 channels
+               numpy_helper.from_array(np.zeros((8, 2, 1, 1), np.float32), "G"),  # 1x1, 4 groups of 2
+               numpy_helper.from_array(np.array([-1, 8 * 16 * 16], np.int64), "S"),
+               numpy_helper.from_array(np.zeros((8 * 16 * 16, 5), np.float32), "F"),
+               numpy_helper.from_array(np.zeros((7, 5), np.float32), "T")]  # Gemm with transB: 5 -> 7
+    model = _graph(
         [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
-         helper.make_node("Reshape", ["c", "S"], ["r"]), helper.make_node("MatMul", ["r", "F"], ["y"])],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])], [conv_w, fc_w, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    counted = model_macs(model.SerializeToString())
-    assert counted["per_op"] == {"Conv": 8 * 16 * 16 * 3 * 3 * 3, "MatMul": 8 * 16 * 16 * 5}
-    assert counted["macs"] == 8 * 16 * 16 * 27 + 8 * 16 * 16 * 5
-    assert onnx is not None
+         helper.make_node("Conv", ["c", "G"], ["g"], group=4),
+         helper.make_node("Reshape", ["g", "S"], ["r"]), helper.make_node("MatMul", ["r", "F"], ["m"]),
+         helper.make_node("Gemm", ["m", "T"], ["y"], transB=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 7])], weights)
+    counted = model_macs(model, input_size=(16, 16))
+    assert counted["per_op"] == {"Conv": 8 * 16 * 16 * 27 + 8 * 16 * 16 * 2, "MatMul": 8 * 16 * 16 * 5,
+                                 "Gemm": 5 * 7}
+    assert counted["uncounted"] == []
+    # without the input size the spatial dimensions stay unknown: counted as such, never guessed as 1
+    assert model_macs(model)["uncounted"] != []
 
 
-def test_gemm_peak_and_operator_profile_measure_real_sessions():
+def test_operator_profile_drops_the_warm_up_runs_and_sums_per_operator():
     pytest.importorskip("onnx")
-    from edgehisto.bench.roofline import _gemm_model, gemm_peak, operator_profile
+    from edgehisto.bench.roofline import _gemm_model, operator_profile
 
-    peak = gemm_peak("int8", size=256, repeats=3)
-    assert peak["ops_per_s"] == pytest.approx(2 * 256 ** 3 / (peak["median_ms"] / 1000))
     x = np.random.default_rng(0).standard_normal((64, 64), dtype=np.float32)
-    profile = operator_profile(_gemm_model("fp32", 64, 64, 64), x, runs=3)
-    assert [op["op"] for op in profile["ops"]] == ["MatMul"] and profile["ops"][0]["share"] == pytest.approx(1.0)
+    profile = operator_profile(_gemm_model("fp32", 64, 64, 64), x, runs=5)
+    (matmul,) = profile["ops"]
+    assert matmul["op"] == "MatMul" and matmul["kernel_calls"] == 5 and matmul["nodes"] == 1
+    assert matmul["share"] == pytest.approx(1.0) and profile["total_ms_per_run"] > 0
+
+
+def _result(exit_codes: list[int], keras_accuracy, int8_accuracy) -> dict:
+    timing = {"median_ms": 1.0, "p95_ms": 1.0, "round_medians_ms": [1.0] * 5}
+    row = {"latency_all_threads": timing, "accuracy": int8_accuracy, "agreement_with_keras": 1.0,
+           "agreement_with_onnx_fp32": 1.0, "latency_vs_keras": timing}
+    return {"task": "idc", "routing": False, "roofline": {},
+            "stages": {"idc": {"keras_fp32": {"latency_all_threads": timing, "accuracy": keras_accuracy},
+                               "onnx_int8": row}},
+            "process": {"classify_int8": {"seconds": 0.05, "peak_rss_mb": 50.0, "exit_codes": exit_codes}}}
+
+
+def test_a_crashed_cold_start_is_not_a_measurement_and_missing_accuracy_is_not_a_drop():
+    from edgehisto.bench.run import evaluate_targets
+
+    targets = {t["target"]: t for t in evaluate_targets(_result([2], None, 0.8), "AVX2")}
+    cold = targets["cold `edgehisto classify image` (s, whole process)"]
+    assert cold["verdict"] == "not measured" and not cold["met"] and "exited [2]" in cold["note"]
+    assert targets["peak RSS of classify (MB)"]["verdict"] == "not measured"
+    assert targets["idc: onnx_int8 accuracy drop (points)"]["verdict"] == "not measured"
+    fine = {t["target"]: t for t in evaluate_targets(_result([0], 0.8, 0.8), "AVX2")}
+    assert fine["cold `edgehisto classify image` (s, whole process)"]["verdict"] == "met"
+    assert fine["idc: onnx_int8 accuracy drop (points)"]["value"] == 0.0

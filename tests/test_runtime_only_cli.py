@@ -7,6 +7,7 @@ exactly as they are when only the runtime is installed.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,5 @@ def test_bench_on_a_runtime_only_install_measures_the_runtime_variants(runtime_o
     assert "| onnx_int8 | " in report and "| classify_int8 | " in report
     assert 'keras is not installed (pip install "edgehisto[train]")' in report
     assert "The physical limit was not measured" in report
+    process = json.loads((tmp_path / "bench" / "bench.json").read_text())["bundles"][0]["process"]
+    assert process["classify_int8"]["exit_codes"] == [0] and process["classify_int8"]["peak_rss_mb"] > 0
