@@ -57,10 +57,17 @@ def _stage_table(stage: str, rows: dict) -> list[str]:
             f"{_lat(r['latency_all_threads'])} | {_lat(r.get('latency_1_thread'))} | "
             f"{_fmt(r['throughput_tiles_per_s'], 0)} | "
             f"{(_fmt(r['gradcam_cost_ratio']) + 'x') if 'gradcam_cost_ratio' in r else '—'} |")
+    notes = []
+    paired = rows.get("onnx_int8", {}).get("latency_vs_tflite")
+    if paired:
+        notes.append(f"ONNX int8 vs TFLite int8, timed alone together: {_lat(paired)} vs "
+                     f"{_lat(rows['tflite_int8']['latency_vs_onnx'])} ms (the verdict's numbers).")
     paired = rows.get("onnx_int8", {}).get("latency_vs_keras")
     if paired:
-        lines += ["", f"Keras `predict` is timed in its own table against ONNX int8 ({_lat(paired)} ms there); "
-                      "the other rows in one table. Throughput (batch) is timed variant after variant."]
+        notes.append(f"Keras `predict` is timed in its own table against ONNX int8 ({_lat(paired)} ms there); "
+                     "the other rows in one table.")
+    if notes:
+        lines += ["", " ".join([*notes, "Throughput (batch) is timed variant after variant."])]
     return [*lines, ""]
 
 
