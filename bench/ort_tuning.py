@@ -204,7 +204,7 @@ def tflite_factor(t: Tuning, x1: np.ndarray) -> dict:
         for n in (1, 2):
             onnx, tflite = row[f"onnx_int8, threads={n}"], row[f"tflite_int8, threads={n}"]
             slow, fast = (onnx, tflite) if onnx["median_ms"] >= tflite["median_ms"] else (tflite, onnx)
-            parts.append(f"threads={n}: {onnx['median_ms'] / tflite['median_ms']:.2f}, {compare(slow, fast)}")
+            parts.append(f"threads={n}: {onnx['median_ms'] / tflite['median_ms']:.2f} ({compare(slow, fast)})")
         return "ONNX int8 / TFLite int8 latency: " + "; ".join(parts)
 
     return t.measure("ONNX int8 vs TFLite int8 (LiteRT)", rows, calls, ratios)
