@@ -24,12 +24,14 @@ def installed(module: str) -> bool:
         return False
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags ("flags" on x86, "Features" on ARM); empty where /proc is absent."""
+def _cpuinfo() -> str:
     info = Path("/proc/cpuinfo")
-    if not info.exists():
-        return set()
-    for line in info.read_text().splitlines():
+    return info.read_text() if info.exists() else ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags ("flags" on x86, "Features" on ARM); empty where /proc is absent."""
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             return set(value.split())
@@ -58,13 +60,12 @@ def machine_info() -> dict:
     """CPU model, ISA class and flags, core count, platform, load now, and tool versions."""
     from edgehisto.bundle.provenance import tool_versions
 
-    info = Path("/proc/cpuinfo")
-    cpuinfo = info.read_text() if info.exists() else ""
+    cpuinfo = _cpuinfo()
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    flags = cpu_flags()
+    flags = cpu_flags(cpuinfo)
     return {"cpu": names[0] if names else (platform.processor() or platform.machine()),
             "isa": isa_class(flags), "isa_flags": [f for f in ISA_FLAGS if f in flags],
             "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "avx512_vnni": "avx512_vnni" in flags, "load_average": load_average(),
+            "load_average": load_average(),
             "versions": tool_versions(("edgehisto", "tensorflow-cpu", "keras", "onnxruntime", "ai-edge-litert",
                                        "numpy", "opencv-python-headless"))}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.runtime.sessions import make_session, session_options
+from edgehisto.runtime.sessions import make_session
 from edgehisto.runtime.timing import latency_ms
 
 # Big enough that the kernels, not call overhead, set the time (~2.1 G operations per call), and
@@ -139,16 +139,7 @@ def operator_profile(model: Path | bytes, x: np.ndarray, runs: int = 20, threads
     time, with the optimised graph's operator types (e.g. fused QLinearConv, Concat, Transpose).
     """
     with tempfile.TemporaryDirectory() as tmp:
-        from edgehisto.runtime.sessions import SessionSettings
-
-        settings = SessionSettings(intra=threads or 0)
-        options = session_options(settings)
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        import onnxruntime as ort
-
-        source = model if isinstance(model, bytes) else str(model)
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        session = make_session(model, threads, profile_prefix=Path(tmp) / "ort")
         name = session.get_inputs()[0].name
         for _ in range(3):  # warm-up runs are profiled too; they are dropped below by run index
             session.run(None, {name: x})

@@ -189,15 +189,15 @@ def _stages_that_ran(clf: Classifier, x1: np.ndarray) -> list[StageSpec]:
 
 def _stage_calls_only(clf: Classifier, x1: np.ndarray, stages: list[StageSpec]) -> Callable[[], None]:
     """Exactly the session runs that classify made for one tile (a shared backbone once): the floor."""
-    runs, seen = [], set()
+    runs, activations = [], {}
     for stage in stages:
-        backbone = clf.session(stage.backbone(clf.precision), "backbone", stage)
-        if stage.backbone(clf.precision) not in seen:
-            seen.add(stage.backbone(clf.precision))
-            runs.append((backbone, [tensors.ACTIVATIONS], {tensors.IMAGE: x1}))
+        backbone = stage.backbone(clf.precision)
+        if backbone not in activations:  # a shared (multitask) backbone runs once, as in classify
+            session = clf.session(backbone, "backbone", stage)
+            runs.append((session, [tensors.ACTIVATIONS], {tensors.IMAGE: x1}))
+            activations[backbone] = session.run([tensors.ACTIVATIONS], {tensors.IMAGE: x1})[0]
         head = clf.session(stage.files["head"], "head", stage)
-        acts = backbone.run([tensors.ACTIVATIONS], {tensors.IMAGE: x1})[0]
-        runs.append((head, [tensors.LOGITS, tensors.PROBABILITIES], {tensors.ACTIVATIONS: acts}))
+        runs.append((head, [tensors.LOGITS, tensors.PROBABILITIES], {tensors.ACTIVATIONS: activations[backbone]}))
 
     def call() -> None:
         for session, outputs, feeds in runs:

@@ -46,12 +46,15 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
 
 
 def make_session(path: str | Path | bytes, threads: int | None = None, *,
-                 optimized_model_path: str | Path | None = None, **settings) -> ort.InferenceSession:
+                 optimized_model_path: str | Path | None = None, profile_prefix: str | Path | None = None,
+                 **settings) -> ort.InferenceSession:
     """A CPU session of the ONNX file ``path`` (or its bytes) with the runtime's settings.
 
     Args:
         threads: intra-op threads (None or 0: one per core); overrides ``settings["intra"]``.
         optimized_model_path: also write the graph as onnxruntime optimised it (for inspection).
+        profile_prefix: record onnxruntime's per-operator profile to a JSON file with this prefix
+            (``end_profiling()`` returns its path; bench reads it).
         settings: ``SessionSettings`` fields that differ from the runtime's (bench sweeps them).
     """
     chosen = SessionSettings(**settings)
@@ -61,5 +64,8 @@ def make_session(path: str | Path | bytes, threads: int | None = None, *,
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
         options.log_severity_level = 3  # the file is for inspection: no "hardware specific" warning
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
