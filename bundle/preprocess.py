@@ -13,14 +13,8 @@ import cv2
 import numpy as np
 
 from edgehisto.bundle.images import decode_rgb
+from edgehisto.bundle.resize import resize
 from edgehisto.errors import UnsupportedManifest
-
-RESIZE_METHODS = {
-    "bilinear": cv2.INTER_LINEAR,
-    "area": cv2.INTER_AREA,
-    "nearest": cv2.INTER_NEAREST,
-    "bicubic": cv2.INTER_CUBIC,
-}
 
 
 @dataclass(frozen=True)
@@ -29,8 +23,8 @@ class PreprocessSpec:
 
     Steps, in order: decode to 8-bit RGB (H, W, 3); if ``pad_to`` is set and the tile is
     smaller than it, pad bottom/right with ``pad_value`` up to ``pad_to``; resize to
-    ``input_size`` with OpenCV's ``resize`` (``resize_method``, skipped when already that
-    size); convert to float32; multiply by ``scale``; subtract ``mean`` and divide by
+    ``input_size`` with ``resize_method`` (skipped when already that size; the ``*_exact``
+    methods are bit-exact on every CPU, see ``edgehisto.bundle.resize``); convert to float32; multiply by ``scale``; subtract ``mean`` and divide by
     ``std`` per RGB channel. The tensor layout is NHWC.
     """
 
@@ -38,7 +32,7 @@ class PreprocessSpec:
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    resize_method: str = "bilinear"
+    resize_method: str = "bilinear_exact"
     color_order: str = "RGB"
     layout: str = "NHWC"
     dtype: str = "float32"
@@ -88,7 +82,7 @@ def resize_tile(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
             )
     target_h, target_w = spec.input_size
     if rgb.shape[:2] != (target_h, target_w):
-        rgb = cv2.resize(rgb, (target_w, target_h), interpolation=RESIZE_METHODS[spec.resize_method])
+        rgb = resize(rgb, (target_h, target_w), spec.resize_method)
     return np.ascontiguousarray(rgb)
 
 
@@ -105,8 +99,3 @@ def load_resized(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     data = Path(path).read_bytes()
     rgb = decode_rgb(data, max_pixels=spec.max_pixels, min_side=spec.min_side)
     return resize_tile(rgb, spec)
-
-
-def preprocess_array(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Turn one 8-bit RGB array (H, W, 3) into a float32 model input (h, w, 3)."""
-    return normalize(resize_tile(rgb, spec), spec)

@@ -12,11 +12,11 @@ import math
 from pathlib import Path, PurePosixPath
 
 from edgehisto.bundle.input_guard import ExpectedInput
+from edgehisto.bundle.resize import RESIZE_METHODS
 from edgehisto.errors import UnsupportedManifest
 
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 OUTPUT_KINDS = ("sigmoid", "softmax")
-RESIZE_METHODS = ("bilinear", "area", "nearest", "bicubic")
 # Bounds that keep one tile's memory sane: a 4096x4096x3 float32 input is already 200 MB.
 MAX_SIDE = 4096
 MAX_PIXELS_LIMIT = 1_000_000_000

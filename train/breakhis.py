@@ -40,6 +40,7 @@ class BreakhisConfig(FitConfig):
     epochs: int = 50
     learning_rate: float = 1e-4
     class_weights: bool = True  # subtype stages (the seed's subtype models collapsed onto F and DC)
+    balance_binary: bool = False  # class weights on the binary stage too (benign is the scarce class)
     arch: str = "hierarchy"  # a key of ARCH_MODELS: "hierarchy" (three models) or "multitask"
     split_key: str = DEFAULT_SPLIT_KEY
     magnifications: tuple[int, ...] | None = None
@@ -51,9 +52,9 @@ def breakhis_preprocess_spec(input_size: int) -> PreprocessSpec:
     """DenseNet ("torch") preprocessing: RGB, area-resize the whole image, /255, ImageNet mean/std."""
     return PreprocessSpec(
         input_size=(input_size, input_size), scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        resize_method="area",
+        resize_method="area_exact",
         notes=["The whole 700x460 image is resized to a square (aspect ratio not kept), as in the seed; "
-               "INTER_AREA because this is a strong downsampling."],
+               "an area average because this is a strong downsampling (bit-exact on every CPU)."],
     )
 
 
@@ -97,13 +98,18 @@ def _train_hierarchy(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
                                       stain=side == "train" and config.stain_augment, recipe="breakhis")
         train_y = BREAKHIS.stage_labels(arrays["train"].labels)[stage]
         weights = class_weight_map(train_y[train_y >= 0], len(classes)) \
-            if config.class_weights and stage in SUBTYPE_STAGES else None
+            if _weighted(config, stage) else None
         log(f"[{stage}] {int((train_y >= 0).sum())} training tiles, class weights {weights}")
         model = create_model(ARCH_MODELS["hierarchy"], n_classes=len(classes), input_size=config.input_size,
                              weights=config.weights)
         _fit_with_optional_fine_tune(model, data, config, run_dir, stage, weights, log)
         models[stage], weights_used[stage] = model, weights
     return models, weights_used
+
+
+def _weighted(config: BreakhisConfig, stage: str) -> bool:
+    """Whether a stage trains with class weights (subtypes: ``class_weights``; binary: ``balance_binary``)."""
+    return config.balance_binary if stage not in SUBTYPE_STAGES else config.class_weights
 
 
 def _fit_with_optional_fine_tune(model, data, config, run_dir, stem, weights, log) -> None:
@@ -134,7 +140,7 @@ def _train_multitask(arrays: dict, spec, config: BreakhisConfig, run_dir: Path, 
     model = create_model(ARCH_MODELS["multitask"], input_size=config.input_size, weights=config.weights)
     train_labels = BREAKHIS.stage_labels(arrays["train"].labels)
     class_weights = {s: class_weight_map(train_labels[s][train_labels[s] >= 0], len(c))
-                     if config.class_weights and s in SUBTYPE_STAGES else None
+                     if _weighted(config, s) else None
                      for s, c in BREAKHIS.stages.items()}
     data = {}
     for side in ("train", "val"):
