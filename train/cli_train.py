@@ -138,6 +138,8 @@ def train_idc_cmd(data_dir: Path, run_dir: Path, **options) -> None:
                     "Default: from scratch.")
 @config_option(BreakhisConfig, "fine_tune_epochs", "--fine-tune-epochs", type=click.IntRange(min=0),
                help="With --weights: after the head, fine-tune the last dense block this many epochs.")
+@config_option(BreakhisConfig, "balance_binary", "--balance-binary/--no-balance-binary",
+               help="Balanced class weights for the binary stage too (benign is the scarce class).")
 def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str, ...], **options) -> None:
     """Train the BreaKHis DenseNet121 hierarchy (binary -> benign or malignant subtype)."""
     _starting(f"training the BreaKHis {options['arch']} on {data_dir} -> {run_dir}")
@@ -196,6 +198,8 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "batch_size", "--batch-size", type=click.IntRange(min=1))
 @config_option(CVConfig, "learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True))
 @config_option(CVConfig, "split_key", "--split-key", type=click.Choice(get_args(SplitKey)))
+@config_option(CVConfig, "class_weights", "--class-weights/--no-class-weights")
+@config_option(CVConfig, "stain_augment", "--stain-augment/--no-stain-augment")
 @config_option(CVConfig, "seed", "--seed", type=int)
 def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""

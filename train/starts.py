@@ -50,6 +50,8 @@ class CVConfig:
     learning_rate: float = 1e-4  # the seed's recipe
     input_size: int = 128
     split_key: str = "slide"
+    class_weights: bool = False  # the seed's recipe: no class balance (benign is the scarce class)
+    stain_augment: bool = False  # HED-space stain jitter while training (``train/augment.py``)
     seed: int = 0
     verbose: int = 2
 
@@ -152,13 +154,12 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     from edgehisto.data.tasks import breakhis_labels
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
-    from edgehisto.train.fit import fit_progress, predict_probabilities
+    from edgehisto.train.fit import class_weight_map, fit_progress, predict_probabilities
     from edgehisto.train.models import create_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = scan_breakhis(data_dir)
     labels, groups = breakhis_labels(dataset), split_groups(dataset, config.split_key)
-    folders = dataset.patient_folders
     binary = BREAKHIS.stage_labels(labels)["binary"]
     spec = breakhis_preprocess_spec(config.input_size)
     log(f"decoding {len(labels)} images at {config.input_size}x{config.input_size}")
@@ -175,16 +176,18 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
             started = time.perf_counter()
             sub = _rows(arrays, train)
             data = make_dataset(sub, keras.utils.to_categorical(binary[train], 2), spec, batch_size=config.batch_size,
-                                augment=True, seed=config.seed + fold, recipe="breakhis")
+                                augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment)
             model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy")
-            model.fit(data, epochs=config.epochs, verbose=config.verbose,
+            weight = class_weight_map(binary[train], 2) if config.class_weights else None
+            model.fit(data, epochs=config.epochs, verbose=config.verbose, class_weight=weight,
                       callbacks=[fit_progress(log, f"fold {fold + 1}/{len(folds)} {name}", config.verbose)])
             test = make_dataset(_rows(arrays, held), binary[held], spec, batch_size=config.batch_size,
                                 augment=False, seed=0)
             probabilities = predict_probabilities(model, test.map(lambda x, _: x), "softmax")
             images = binary_figures(binary[held], probabilities.argmax(1))
-            patient_truth, patient_pred = patient_vote(binary[held], probabilities, folders[held])
+            # The vote is per group of the split key (slide id by default): a patient's tissue.
+            patient_truth, patient_pred = patient_vote(binary[held], probabilities, groups[held])
             entry["starts"][name] = {"image": images, "patient": binary_figures(patient_truth, patient_pred),
                                      "seconds": round(time.perf_counter() - started, 1)}
             log(f"fold {fold + 1}/{len(folds)} {name}: held-out balanced accuracy {images['balanced_accuracy']:.3f} "

@@ -101,6 +101,13 @@ class BreakhisTile:
     width: int | None = None
     height: int | None = None
     mask_path: Path | None = None
+    # A 200X field published squashed to 224x224 (the whole 700x460 field, aspect ratio not kept).
+    squashed: bool = False
+
+    @property
+    def aspect_stored(self) -> bool:
+        """True when the stored pixels keep the field's aspect ratio (not squashed)."""
+        return not self.squashed
 
     @property
     def patient_folder(self) -> str:
@@ -251,10 +258,12 @@ def find_breast_dir(root: Path) -> Path | None:
 
 
 def looks_like_breakhis(root: Path) -> bool:
-    """Cheap layout check: True if a ``breast`` folder holds one BreaKHis-named image."""
+    """Cheap layout check: a ``breast`` folder with one BreaKHis-named image, or BreaKHis roots below."""
     breast = find_breast_dir(root)
     if breast is None:
-        return False
+        from edgehisto.data.datasets.breakhis_roots import has_roots
+
+        return has_roots(root)
     for path in breast.glob("*/SOB/*/*/*X/SOB_*.png"):
         match = _TILE_RE.match(path.name)
         if match and not match["mask"]:
@@ -278,16 +287,25 @@ def scan_breakhis(
         magnifications: keep only tiles (and masks) at these magnifications; None keeps all.
         progress: called as ``progress(done, total)`` after each candidate tile.
 
-    Raises ``DatasetLayoutError`` if root has no ``breast`` folder or no usable tile.
+    A root without a ``breast`` folder may be a manifest-listed folder (``manifest.csv`` with a
+    ``slide`` column) or a folder of several roots of either kind (``breakhis_roots``).
+
+    Raises ``DatasetLayoutError`` if root holds no BreaKHis root or no usable tile.
     """
     root = Path(root)
     if magnifications is not None and not set(magnifications) <= set(MAGNIFICATIONS):
         raise ValueError(f"magnifications must be among {MAGNIFICATIONS}, got {magnifications}")
     breast = find_breast_dir(root)
     if breast is None:
+        from edgehisto.data.datasets.breakhis_roots import scan_roots
+
+        found = scan_roots(root, read_sizes=read_sizes, magnifications=magnifications, progress=progress)
+        if found is not None:
+            return found
         raise DatasetLayoutError(
             f"no BreaKHis 'breast' folder at or below {root} "
-            "(expected BreaKHis_v1/histology_slides/breast)"
+            "(expected BreaKHis_v1/histology_slides/breast, a manifest.csv with a slide column, "
+            "or folders holding either)"
         )
     dataset = BreakhisDataset(root=root)
     candidates: list[tuple[Path, re.Match]] = []
