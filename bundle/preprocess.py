@@ -24,8 +24,8 @@ class PreprocessSpec:
     Steps, in order: decode to 8-bit RGB (H, W, 3); if ``pad_to`` is set and the tile is
     smaller than it, pad bottom/right with ``pad_value`` up to ``pad_to``; resize to
     ``input_size`` with ``resize_method`` (skipped when already that size; the ``*_exact``
-    methods are bit-exact on every CPU, see ``edgehisto.bundle.resize``); convert to float32; multiply by ``scale``; subtract ``mean`` and divide by
-    ``std`` per RGB channel. The tensor layout is NHWC.
+    methods are bit-exact on every CPU, see ``edgehisto.bundle.resize``); convert to float32;
+    multiply by ``scale``; subtract ``mean`` and divide by ``std`` per RGB channel. The tensor layout is NHWC.
     """
 
     input_size: tuple[int, int]  # (height, width)
