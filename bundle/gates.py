@@ -84,11 +84,14 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def format_gates(gates: list[Gate], reported: dict[str, dict[str, float]]) -> list[str]:
     """Gates and reported values as aligned text lines (no verdict line)."""
-    lines = [f"{'stage':<16} {'gate':<34} {'value':>12} {'rule':>4} {'threshold':>10}  result"]
+    # The columns fit the longest stage and gate name (``malignant_subtype`` is 17 characters).
+    w = max([len("stage"), *(len(g.stage) for g in gates), *(len(s) for s in reported)])
+    n = max([34, *(len(g.name) for g in gates), *(len(k) for v in reported.values() for k in v)])
+    lines = [f"{'stage':<{w}} {'gate':<{n}} {'value':>12} {'rule':>4} {'threshold':>10}  result"]
     for g in gates:
-        lines.append(f"{g.stage:<16} {g.name:<34} {g.value:>12.6g} {g.rule:>4} {g.threshold:>10.4g}  "
+        lines.append(f"{g.stage:<{w}} {g.name:<{n}} {g.value:>12.6g} {g.rule:>4} {g.threshold:>10.4g}  "
                      f"{'PASS' if g.passed else 'FAIL'}")
     for stage, values in reported.items():
         for key, value in values.items():
-            lines.append(f"{stage:<16} {key:<34} {value:>12.6g}  (reported)")
+            lines.append(f"{stage:<{w}} {key:<{n}} {value:>12.6g}  (reported)")
     return lines

@@ -101,6 +101,18 @@ class Bundle:
         """The path of a file named relative to the bundle."""
         return self.path / relative
 
+    @property
+    def made_with(self) -> dict[str, str]:
+        """Package versions of the exporting machine (``provenance.versions``; empty if unrecorded)."""
+        return dict(self.manifest.get("provenance", {}).get("versions", {}))
+
+    def golden_activations_key(self, stage: str) -> str:
+        """The golden set's key of a stage's recorded int8 activations (the first stage on its backbone)."""
+        stages = self.stages
+        backbone = stages[stage].backbone("int8")
+        first = next(name for name, spec in stages.items() if spec.backbone("int8") == backbone)
+        return f"int8_activations__{first}"
+
 
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Read and validate a bundle; with ``verify`` every listed file's sha256 is checked.

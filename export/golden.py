@@ -8,7 +8,9 @@ whatever machine it runs on. The set holds:
   padding and resizing), else the tile already resized to the model input;
 * ``golden/expected.npz``: per stage, the Keras reference's probabilities, its top-1 class and
   its GradientTape Grad-CAM map for that class, and the exporting machine's ONNX int8
-  probabilities (the cross-CPU reference).
+  probabilities (the cross-CPU reference); the exporting machine's preprocessed uint8 tiles
+  (``preprocessed``) and int8 backbone activations (``int8_activations__<stage>``, once per
+  backbone file), so that ``verify`` can say where a drift starts.
 """
 
 from __future__ import annotations
@@ -88,9 +90,10 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         if not ok:
             raise OSError(f"cannot write {names[-1]}")
     # Expected outputs come from the files as written, read the way the runtime reads them.
-    x = normalize(np.stack([load_resized(Path(out_dir) / name, spec) for name in names]), spec)
+    preprocessed = np.stack([load_resized(Path(out_dir) / name, spec) for name in names])
+    x = normalize(preprocessed, spec)
     int8 = Classifier(bundle, precision="int8", allow_failed_parity=True)
-    expected = {}
+    expected = {"preprocessed": preprocessed}
     for name, stage in bundle.stages.items():
         model, outputs = reference(name)
         probabilities = keras_probabilities(_stage_model(model, outputs), x, stage.output)
@@ -99,7 +102,11 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         expected[f"keras_top1__{name}"] = top1.astype(np.int64)
         expected[f"keras_gradcam__{name}"] = tf_gradcam(model, stage.gradcam_layer, stage.output, x, top1,
                                                        logits=outputs["logits"])
-        expected[f"int8_probabilities__{name}"] = int8.head(int8.activations(x, stage), stage)[1]
+        activations = int8.activations(x, stage)
+        expected[f"int8_probabilities__{name}"] = int8.head(activations, stage)[1]
+        key = bundle.golden_activations_key(name)
+        if key not in expected:
+            expected[key] = activations
     np.savez_compressed(Path(out_dir) / EXPECTED, **expected)
     return {
         "tiles": names, "expected": EXPECTED,

@@ -7,8 +7,17 @@ kernels with VNNI are built for), per-channel weight scales, MinMax calibration,
 u8 x s8 products into 16-bit sums (``vpmaddubsw``), which saturate when both weights are
 near -128 or 127: with full-range weights the embedded IDC model gave 76% different activation
 values and 7% flipped labels on AVX2 against SSE, ARM and VNNI. With weights in [-64, 63] a pair
-sum is at most 2 * 255 * 64 = 32,640 < 32,767, so every kernel computes exact integer sums and
-all CPU kinds give bit-identical int8 activations.
+sum is at most 2 * 255 * 64 = 32,640 < 32,767, so every kernel computes exact integer sums.
+
+**Only ops with exact integer kernels are quantised** (``PORTABLE_OP_TYPES``). Elementwise Mul
+and Add (DenseNet's pre-activation BatchNorm, which cannot fold into a convolution across the
+concatenation, and the IDC CNN's) become QLinearMul/QLinearAdd, whose requantisation rounds
+differently on ARM and x86: on the BreaKHis DenseNet121 the first differing tensor (101 of 3.1M
+values, 1 step) was a BatchNorm Add in dense block 2, and the drift grew to 0.003 in output
+probability on Cortex-A72/A76. Left in fp32 between a DequantizeLinear and a QuantizeLinear
+(single IEEE multiplies and adds, the same on every CPU), every one of the DenseNet's 303
+quantised tensors is bit-identical on AVX-512 VNNI, Haswell, Nehalem, Cortex-A72 and Cortex-A76,
+for about 7% more int8 latency (measured on the golden tiles, AVX-512 VNNI).
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgehisto.export.calibration import ImageCalibrationReader
 
+# Convolutions and matrix products accumulate exact int32 sums (7-bit weights, see above); pooling
+# and concatenation move or average quantised values. Mul and Add are left out on purpose.
+PORTABLE_OP_TYPES = ("Conv", "MatMul", "Gemm", "Concat", "MaxPool", "AveragePool")
+
 
 @dataclass(frozen=True)
 class QuantizationChoice:
@@ -35,10 +48,14 @@ class QuantizationChoice:
     calibration_method: str = "MinMax"
     reduce_range: bool = True
     calibration_images: int = 0
+    op_types: tuple[str, ...] = PORTABLE_OP_TYPES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op_types", tuple(self.op_types))  # a list when read back from JSON
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready data (recorded in the manifest)."""
-        return asdict(self)
+        return {**asdict(self), "op_types": list(self.op_types)}
 
 
 def quantize_backbone(fp32_path: Path, int8_path: Path, images: np.ndarray,
@@ -55,5 +72,6 @@ def quantize_backbone(fp32_path: Path, int8_path: Path, images: np.ndarray,
             per_channel=choice.per_channel,
             reduce_range=choice.reduce_range,
             calibrate_method=CalibrationMethod[choice.calibration_method],
+            op_types_to_quantize=list(choice.op_types),
         )
     return QuantizationChoice(**{**choice.to_dict(), "calibration_images": int(len(images))})

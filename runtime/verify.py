@@ -1,8 +1,14 @@
 """On-device verification: replay a bundle's golden set with the runtime alone and gate it.
 
 The gates are those of ``check-parity`` (``edgehisto.bundle.gates``), evaluated on the golden
-tiles against the Keras outputs recorded at export, plus one gate only a second machine can
-test: the int8 outputs must equal, within 1e-3, the int8 outputs the exporting machine got.
+tiles against the Keras outputs recorded at export, plus the gates only a second machine can
+test: the preprocessed tiles must equal the exporting machine's byte for byte, and the int8
+outputs must equal, within 1e-3, the int8 outputs the exporting machine got.
+
+When a portability gate fails, the report says where the two machines first parted: the
+preprocessing (the uint8 tensor), the int8 backbone (its activations), or the head (run here on
+the exporting machine's activations). It names the numpy, OpenCV and onnxruntime versions it ran
+with and those the bundle was made with.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import platform
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,11 @@ from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, Bundle, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
 from edgehisto.runtime.classifier import Classifier
+
+# The runtime's numeric dependencies: what decides whether the golden numbers reproduce.
+NUMERIC_PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime")
+# A head run on the exporting machine's own activations must give its probabilities (fp32 ops only).
+HEAD_MAX_ABS_DIFF = 1e-6
 
 # CPU features that select different onnxruntime int8 kernels, best first.
 _KERNEL_FEATURES = ("AVX512_VNNI", "AVX512VNNI", "AVX_VNNI", "AVXVNNI", "AVX512BW", "AVX2", "SSE42",
@@ -52,6 +64,19 @@ class VerifyReport(GateVerdict):
     n_tiles: int
     gates: list[Gate] = field(default_factory=list)
     reported: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)  # package -> {"ran": ..., "bundle": ...}
+    parted: list[str] = field(default_factory=list)  # where this machine first differs, per finding
+
+
+def runtime_versions() -> dict[str, str]:
+    """Installed versions of the runtime's numeric packages (``not installed`` if absent)."""
+    found = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRECISIONS) -> VerifyReport:
@@ -67,12 +92,17 @@ def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRE
                           "re-export it")
     thresholds = Thresholds.from_dict(golden["thresholds"])
     spec = bundle.preprocess
-    x = normalize(np.stack([load_resized(bundle.file(name), spec) for name in golden["tiles"]]), spec)
+    preprocessed = np.stack([load_resized(bundle.file(name), spec) for name in golden["tiles"]])
+    x = normalize(preprocessed, spec)
     with np.load(bundle.file(golden["expected"]), allow_pickle=False) as stored:
         expected = dict(stored)
     manifest_hash = hashlib.sha256(bundle.file(MANIFEST).read_bytes()).hexdigest()
+    made_with = bundle.made_with
     report = VerifyReport(str(bundle.path), bundle.manifest.get("name", bundle.path.name), manifest_hash,
-                          cpu_kind(), list(precisions), len(x))
+                          cpu_kind(), list(precisions), len(x),
+                          versions={name: {"ran": ran, "bundle": made_with.get(name, "not recorded")}
+                                    for name, ran in runtime_versions().items()})
+    _preprocessing_gate(report, preprocessed, expected)
     for precision in precisions:
         runtime = Classifier(bundle, precision=precision, allow_failed_parity=True)
         for name, stage in bundle.stages.items():
@@ -107,14 +137,50 @@ def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x:
         report.gate(name, "onnx_int8_top1_agreement", agreement, thresholds.int8_min_agreement, ">=")
         report.gate(name, "gradcam_int8_mean_pearson", mean_r, thresholds.gradcam_int8_min_mean_pearson, ">=")
     # Portability: the exporting machine's int8 numbers, reproduced here.
-    report.gate(name, "int8_vs_export_max_abs_prob_diff", np.abs(probabilities - recorded).max(),
-                golden["int8_portability_max_abs_prob_diff"], "<=")
+    drift = np.abs(probabilities - recorded).max()
+    report.gate(name, "int8_vs_export_max_abs_prob_diff", drift, golden["int8_portability_max_abs_prob_diff"], "<=")
     report.gate(name, "int8_vs_export_label_agreement", np.mean(probabilities.argmax(1) == recorded.argmax(1)),
                 1.0, ">=")
+    if drift > 0:
+        _locate_int8_drift(report, runtime, name, stage, activations, expected)
     report.reported.setdefault(name, {}).update({
         "onnx_int8_max_abs_prob_diff": float(np.abs(probabilities - keras_p).max()),
         "gradcam_int8_min_pearson": float(min(r)),
     })
+
+
+def _preprocessing_gate(report: VerifyReport, preprocessed: np.ndarray, expected: dict) -> None:
+    """The golden tiles' uint8 input tensor against the exporting machine's, byte for byte."""
+    recorded = expected.get("preprocessed")
+    if recorded is None:
+        report.reported.setdefault("input", {})["preprocessing_not_recorded_at_export"] = 1.0
+        return
+    same_shape = recorded.shape == preprocessed.shape
+    differ = int(np.count_nonzero(recorded != preprocessed)) if same_shape else int(preprocessed.size)
+    report.gate("input", "preprocessed_values_differing", differ, 0, "<=")
+    if differ:
+        largest = int(np.abs(recorded.astype(np.int16) - preprocessed).max()) if same_shape else -1
+        report.parted.append(f"preprocessing: {differ} of {preprocessed.size} uint8 input values differ from the "
+                             f"exporting machine's (largest difference {largest})")
+
+
+def _locate_int8_drift(report: VerifyReport, runtime: Classifier, name: str, stage, activations: np.ndarray,
+                       expected: dict) -> None:
+    """Say whether an int8 drift starts in the backbone or in the head."""
+    key = runtime.bundle.golden_activations_key(name)
+    if key not in expected:
+        report.parted.append(f"{name}: the bundle records no int8 activations (exported before they were kept); "
+                             "re-export it to locate the drift")
+        return
+    recorded = expected[key]
+    differ = int(np.count_nonzero(recorded != activations))
+    head_drift = float(np.abs(runtime.head(recorded, stage)[1] - expected[f"int8_probabilities__{name}"]).max())
+    if differ:
+        report.parted.append(f"{name}: int8 backbone: {differ} of {activations.size} activations differ from the "
+                             f"exporting machine's (max |diff| {np.abs(recorded - activations).max():.3g})")
+    if head_drift > HEAD_MAX_ABS_DIFF:
+        report.parted.append(f"{name}: head: on the exporting machine's activations it gives probabilities "
+                             f"{head_drift:.3g} away from that machine's")
 
 
 def keras_route(bundle: Bundle, expected: dict, row: int) -> tuple[str, str]:
@@ -149,6 +215,9 @@ def synthetic_golden(golden: dict) -> bool:
 def format_report(report: VerifyReport) -> str:
     """The gates as an aligned table with a verdict line naming the machine."""
     lines = format_gates(report.gates, report.reported)
+    lines += [f"parted at {where}" for where in dict.fromkeys(report.parted)]
+    lines.append("versions (ran / bundle made with): " + ", ".join(
+        f"{name} {v['ran']} / {v['bundle']}" for name, v in report.versions.items()))
     verdict = "VERIFIED" if report.passed else "VERIFY FAILED"
     lines.append(f"{verdict}: {report.name} (manifest sha256 {report.manifest_sha256[:12]}) on {report.cpu}, "
                  f"{report.n_tiles} golden tiles, {'+'.join(report.precisions)}")
