@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= demo-output
 
-.PHONY: fuzz install test lint demo demo-pipeline default-model reexport-default-model bench bench-densenet bench-kiosk \
+.PHONY: fuzz install test lint demo demo-pipeline default-model bench bench-densenet bench-kiosk \
 	bench-scale breakhis-model breakhis-cv verify-cpus clean
 
 install: $(STAMP)
@@ -114,12 +114,6 @@ default-model: install
 	$(EH) export $(DEFAULT_RUNS)/idc128 --out $(DEFAULT_RUNS)/bundle128
 	$(EH) default-model --data $(IDC_DATA) \
 		$(DEFAULT_RUNS)/idc50:$(DEFAULT_RUNS)/bundle50 $(DEFAULT_RUNS)/idc128:$(DEFAULT_RUNS)/bundle128
-
-# Re-export the embedded default with the current exporter (same Keras weights; new int8 files,
-# golden set, parity report and model card). Needs ../shared/data/idc.
-reexport-default-model: install
-	rm -rf runs/reexport
-	$(EH) default-model --data $(IDC_DATA) --reexport runs/reexport
 
 # The embedded BreaKHis bundle (runtime/models/breakhis) from the real images in BREAKHIS_DATA,
 # with fixed seeds: the seed's three-model hierarchy and the multitask variant, from scratch (the

@@ -31,25 +31,20 @@ class RunBundle(click.ParamType):
 @click.argument("candidates", nargs=-1, type=RunBundle(), metavar="[RUN:BUNDLE]...")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The IDC data the candidates were trained on (val patients choose, test patients are reported).")
-@click.option("--reexport", "work_dir", default=None, metavar="WORK_DIR",
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Instead: re-export the installed default (same weights) with the current exporter, in WORK_DIR.")
-def default_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, work_dir: Path | None) -> None:
+def default_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path) -> None:
     """Choose the embedded default IDC model among trained and exported candidates and install it.
 
     The candidate with the best int8 balanced accuracy on the val patients wins (then the lower
     int8 latency); it is copied into the package with its model card. Needs the [train] extra.
     """
-    if bool(candidates) == (work_dir is not None):
-        raise click.UsageError("give RUN:BUNDLE candidates or --reexport WORK_DIR (one of the two)")
+    if not candidates:
+        raise click.UsageError("give at least one RUN:BUNDLE candidate (a model is re-released from its run "
+                               "directory, never from an installed bundle)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgehisto.export.default_model import install, reexport
+    from edgehisto.export.default_model import install
 
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
-    if work_dir is not None:
-        installed = reexport(data_dir, work_dir, log=progress)
-    else:
-        installed = install(list(candidates), data_dir, log=progress)
+    installed = install(list(candidates), data_dir, log=progress)
     click.echo(f"installed {installed.dest} ({installed.total_bytes / 1e6:.2f} MB)")

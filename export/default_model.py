@@ -24,6 +24,9 @@ from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, MODELS_DIR
 
 MAX_BUNDLE_BYTES = 5 * 1024 * 1024
+# Real IDC patches that `make demo` classifies without ../shared (IDC layout: PATIENT/CLASS/FILE).
+SAMPLES_DIR = MODELS_DIR.parents[1] / "samples" / "idc"
+SAMPLES_PER_CLASS = 12
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
@@ -83,9 +86,11 @@ def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(bundle_dir, dest)
-    manifest = _synthetic_golden_set(dest, log)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    _attribute_golden_set(dest, manifest)
     write_manifest(dest, manifest)
     write_model_card(dest, run_dir, data_dir, rows, log=log)
+    write_demo_samples(run_dir, data_dir, SAMPLES_DIR, log=log)
     manifest["name"] = DEFAULT_MODEL
     write_manifest(dest, manifest)  # the card is part of the bundle: hash it too
     total = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
@@ -94,88 +99,70 @@ def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[
     return InstalledDefault(dest, rows, total)
 
 
-# The real-tissue model calls few synthetic tiles positive (23 of 1,000, none above 0.81), so the
-# draw is large enough for the golden set to hold clear positives as well as negatives.
-GOLDEN_SYNTH_TILES, GOLDEN_SYNTH_SEED = 1000, 0
+def _attribute_golden_set(bundle_dir: Path, manifest: dict) -> None:
+    """Name the source and licence of every real golden tile (``golden/SOURCES.md``)."""
+    from edgehisto.export.model_card import MIT_PATIENTS
+
+    golden = manifest["golden"]
+    golden["source"] = ("real IDC patches of training patients (IDC_regular_ps50_idx5): see golden/SOURCES.md "
+                        "for each tile's origin and licence")
+    lines = ["# The golden tiles: real IDC patches", "",
+             "Real 50x50 H&E patches from *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & "
+             "Madabhushi 2016, from Cruz-Roa et al. 2014), drawn from the model's training patients. The dataset "
+             "is published on Kaggle under CC0; the copies of patients 8863-9075 (16 patients) come from "
+             "iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam Milton-Barker.", "",
+             "| tile | origin (patient/class/file) | licence of the copy |", "|---|---|---|"]
+    for tile, origin in zip(golden["tiles"], golden["origins"], strict=True):
+        patient = Path(origin).parts[0]
+        lines.append(f"| {tile} | {origin} | {'MIT' if patient in MIT_PATIENTS else 'CC0'} |")
+    (bundle_dir / "golden" / "SOURCES.md").write_text("\n".join(lines) + "\n")
 
 
-def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
-    """Give an embedded bundle a golden set of synthetic tiles (no real tissue in the package)."""
-    import tempfile
+def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int = SAMPLES_PER_CLASS,
+                       seed: int = 0, log: Callable[[str], None] = _LOG.info) -> list[str]:
+    """Copy ``per_class`` real patches of each class from the run's **test** patients into ``dest``.
 
-    from edgehisto.data.synth_idc import synthesize_idc
-    from edgehisto.data.tasks import TASKS
-    from edgehisto.export.golden import replace_golden_set
-
-    with tempfile.TemporaryDirectory() as scratch:
-        synthesize_idc(Path(scratch), GOLDEN_SYNTH_TILES, seed=GOLDEN_SYNTH_SEED)
-        tiles = TASKS["idc"].scan(Path(scratch))
-        log(f"golden set from {len(tiles.relpaths)} synthetic tiles (seed {GOLDEN_SYNTH_SEED})")
-        return replace_golden_set(bundle_dir, [tiles.root / p for p in tiles.relpaths],
-                                  f"synthetic IDC tiles (edgehisto synth idc, seed {GOLDEN_SYNTH_SEED}); "
-                                  "the embedded bundle carries no tile of the real data")
-
-
-def rebuild_run(bundle_dir: Path, data_dir: Path, run_dir: Path) -> Path:
-    """A run directory rebuilt from an installed default bundle, to re-export it unchanged in weights.
-
-    The Keras reference, recorded config and card facts come from the bundle; the split is derived
-    again from ``data_dir`` with the recorded config and must give the bundle's test tiles exactly.
+    One patch per patient and class, from patients taken in a seeded random order, full-size (50x50)
+    patches only, so that the demo shows many patients and no slide-edge padding. Returns the relpaths.
     """
-    from edgehisto.data.datasets.idc import scan_idc
-    from edgehisto.data.splits import summarize_split, write_split
-    from edgehisto.train.fit import split_sides
-    from edgehisto.train.idc import TrainConfig
+    from edgehisto.data.splits import read_split
+    from edgehisto.export.model_card import MIT_PATIENTS
 
-    bundle = load_bundle(bundle_dir)
-    manifest, card = bundle.manifest, json.loads((Path(bundle_dir) / "model_card.json").read_text())
-    config = TrainConfig(**manifest["training"]["config"])
-    dataset = scan_idc(data_dir)
-    sides = split_sides(dataset.labels, dataset.patients, config)
-    test = {r.split(",")[0] for r in bundle.file("reference/test_split.csv").read_text().splitlines()[1:]}
-    if {p for p, side in zip(dataset.relpaths, sides, strict=True) if side == "test"} != test:
-        raise ExportError(f"the split derived from {data_dir} differs from the bundle's test split")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize_split(sides, dataset.labels, dataset.patients, key="patient", method=config.split,
-                              seed=config.seed)
-    write_split(run_dir, dataset.relpaths, dataset.labels, dataset.patients, sides, summary)
-    stage = manifest["stages"][manifest["entry_stage"]]
-    shutil.copy(bundle.file(stage["reference_keras"]), run_dir / "model.keras")
-    run_info = {"task": manifest["task"], "output": stage["output"], "class_names": stage["class_names"],
-                "gradcam_layer": stage["gradcam_layer"], "preprocess": manifest["preprocess"],
-                "config": manifest["training"]["config"], "data_dir": str(Path(data_dir).resolve()),
-                "n_params": card["n_params"], "epochs_run": card["epochs_run"],
-                "provenance": {"versions": card["versions"]}}
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
-    (run_dir / "test_metrics.json").write_text(json.dumps(manifest["training"]["test_metrics"]) + "\n")
-    return run_dir
+    rows = [r for r in read_split(run_dir) if r["side"] == "test"]
+    rng = np.random.default_rng(seed)
+    patients = sorted({r["group"] for r in rows})
+    order = [patients[i] for i in rng.permutation(len(patients))]
+    chosen = []
+    for label in (1, 0):
+        for patient in order:
+            if sum(int(Path(c).parts[1]) == label for c in chosen) == per_class:
+                break
+            candidates = sorted(r["relpath"] for r in rows if r["group"] == patient and int(r["label"]) == label
+                                and _full_size(data_dir / r["relpath"]))
+            if candidates:
+                chosen.append(candidates[int(rng.integers(len(candidates)))])
+    if dest.exists():
+        shutil.rmtree(dest)
+    for relpath in chosen:
+        (dest / relpath).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_dir / relpath, dest / relpath)
+    lines = ["# Real IDC sample patches for `make demo`", "",
+             f"{len(chosen)} real 50x50 H&E patches ({per_class} IDC-positive, {per_class} IDC-negative), each from a "
+             f"different **test** patient of the embedded default model (patients it never saw in training or "
+             f"model choice): patients in a seeded random order (seed {seed}), one full-size patch per patient and "
+             "class. Layout: `PATIENT/CLASS/FILE` as in the dataset; the class in the folder and in the file name is "
+             "the dataset's label.", "",
+             "Source: *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & Madabhushi 2016, from "
+             "Cruz-Roa et al. 2014), published on Kaggle under CC0. Copies of patients 8863-9075 come from "
+             "iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam Milton-Barker.", "",
+             "| file | licence of the copy |", "|---|---|"]
+    lines += [f"| {r} | {'MIT' if Path(r).parts[0] in MIT_PATIENTS else 'CC0'} |" for r in chosen]
+    (dest / "README.md").write_text("\n".join(lines) + "\n")
+    log(f"{len(chosen)} demo samples from test patients -> {dest}")
+    return chosen
 
 
-def reexport(data_dir: Path, work_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL,
-             log: Callable[[str], None] = _LOG.info) -> InstalledDefault:
-    """Re-export the installed default with the current exporter (same weights), then reinstall it.
+def _full_size(path: Path) -> bool:
+    from edgehisto.data.datasets.files import png_size
 
-    Rows of the card's comparison for other candidates are carried over as they were measured.
-    ``log`` receives the progress lines, the parity table included. Raises ``ExportError`` (and
-    keeps the installed bundle) if the re-export fails its parity gates.
-    """
-    from edgehisto.export.exporter import export_run
-    from edgehisto.export.parity import check_parity, format_table, write_report
-
-    old_rows = json.loads((dest / "model_card.json").read_text())["comparison"]
-    run_dir = rebuild_run(dest, data_dir, Path(work_dir) / "run")
-    bundle_dir = Path(work_dir) / "bundle"
-    export_run(run_dir, bundle_dir, log=log)
-    report = check_parity(bundle_dir, data_dir)  # the default gate thresholds
-    write_report(bundle_dir, report)
-    log(format_table(report))
-    if not report.passed:
-        raise ExportError("the re-exported default fails its parity gates; the installed one is kept")
-    row = compare([(run_dir, bundle_dir)], data_dir)[0]
-    row["name"] = next((r["name"] for r in old_rows if f"{row['name'].split(' ')[0]} " in r["name"]), row["name"])
-    # Other candidates were not re-exported: their numbers (latency included) are from another run.
-    note = " (not re-exported; earlier run)"
-    others = [{**r, "name": r["name"] if note in r["name"] else r["name"] + note}
-              for r in old_rows if r["name"] != row["name"]]
-    return _install_bundle(bundle_dir, run_dir, data_dir, [row, *others], dest, log)
-
+    return png_size(path) == (50, 50)

@@ -189,7 +189,8 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         manifest["stages"][name]["gradcam_display_peak"] = peak
     log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
     sources = [Path(run_info["data_dir"]) / relpath for relpath in drawn]
-    manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared))
+    manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared),
+                                          origins=list(drawn))
     write_manifest(out_dir, manifest)
     return out_dir / MANIFEST
 

@@ -63,7 +63,8 @@ def choose_golden(entry_probabilities: np.ndarray, count: int = GOLDEN_COUNT) ->
     return sorted(chosen)
 
 
-def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], reference) -> dict:
+def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], reference,
+                     origins: list[str] | None = None) -> dict:
     """Write the golden tiles and expected outputs; returns the manifest's ``golden`` entry.
 
     Args:
@@ -71,6 +72,8 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         manifest: the bundle's manifest so far (stages, preprocess, routing).
         sources: candidate tile files (the calibration draw, training split).
         reference: ``reference(stage_name) -> (keras_model, outputs)``, the Keras references.
+        origins: the sources' paths relative to their data root, recorded per chosen tile (for
+            attribution when real tiles ship); None records the file names.
     """
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
 
@@ -108,8 +111,9 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         if key not in expected:
             expected[key] = activations
     np.savez_compressed(Path(out_dir) / EXPECTED, **expected)
+    origins = origins or [Path(path).name for path in sources]
     return {
-        "tiles": names, "expected": EXPECTED,
+        "tiles": names, "expected": EXPECTED, "origins": [origins[index] for index in chosen],
         "source": "calibration draw from the training split",
         "selection": "round-robin over the Keras-predicted classes of the entry stage, "
                      "largest top-1 margin first",

@@ -17,7 +17,12 @@ from edgehisto.runtime.classifier import Classifier
 
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
-TARGET = {"balanced_accuracy": 0.85, "positive_recall": 0.85}
+TARGET = {"balanced_accuracy": 0.90, "positive_recall": 0.88}
+# Published patient-level balanced accuracy on this dataset, to beat (issue 22's figures).
+PUBLISHED = {"Janowczyk & Madabhushi 2016": 0.85, "later work": 0.89}
+# The IDC patients whose copies come from iotJumpway/Intel-Examples (MIT); the rest from the CC0 dataset.
+MIT_PATIENTS = {"8863", "8865", "8867", "8913", "8918", "8950", "8951", "8955", "8956", "8957", "8959", "8974",
+                "9022", "9029", "9036", "9075"}
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict:
@@ -58,16 +63,43 @@ def positive_probabilities(classifier: Classifier, paths: list[Path]) -> np.ndar
 
 
 def held_out_metrics(bundle_dir: Path, run_dir: Path, data_dir: Path) -> dict:
-    """Metrics per split side (val, test) and precision, measured with the onnxruntime runtime."""
+    """Metrics per split side (val, test) and precision, measured with the onnxruntime runtime.
+
+    Each side also gets the per-patient spread (``per_patient``) and the int8/fp32 label agreement.
+    """
     bundle = load_bundle(bundle_dir)
     out = {}
     for side in ("val", "test"):
         relpaths, labels, patients = side_tiles(run_dir, side)
+        tile_patients = np.array([r["group"] for r in read_split(run_dir) if r["side"] == side])
         out[side] = {"patients": patients}
+        predicted = {}
         for precision in PRECISIONS:
             probs = positive_probabilities(Classifier(bundle, precision=precision), [data_dir / p for p in relpaths])
             out[side][precision] = binary_metrics(labels, probs)
+            out[side][precision]["per_patient"] = per_patient_spread(labels, probs, tile_patients)
+            predicted[precision] = probs >= 0.5
+        out[side]["int8_fp32_agreement"] = float(np.mean(predicted["int8"] == predicted["fp32"]))
     return out
+
+
+def per_patient_spread(labels: np.ndarray, p_positive: np.ndarray, patients: np.ndarray) -> dict:
+    """The distribution of per-patient balanced accuracy (patients holding both classes) and accuracy (all)."""
+    balanced, accuracy = [], []
+    for patient in sorted(set(patients)):
+        rows = patients == patient
+        truth, predicted = labels[rows], p_positive[rows] >= 0.5
+        accuracy.append(float(np.mean(truth == predicted)))
+        if len(set(truth)) == 2:
+            balanced.append(float(np.mean([np.mean(predicted[truth == c] == c) for c in (0, 1)])))
+
+    def quartiles(values: list[float]) -> dict:
+        if not values:
+            return {"n": 0}
+        q = np.percentile(values, [0, 25, 50, 75, 100])
+        return {"n": len(values), **{k: float(v) for k, v in zip(("min", "q1", "median", "q3", "max"), q, strict=True)}}
+
+    return {"balanced_accuracy": quartiles(balanced), "accuracy": quartiles(accuracy)}
 
 
 def best_threshold(y_true: np.ndarray, p_positive: np.ndarray) -> float:
@@ -127,6 +159,13 @@ def describe_preprocess(spec: dict) -> str:
     return "; ".join(steps) + f". {spec['layout']} {spec['dtype']}."
 
 
+def _spread(q: dict, what: str, over: str) -> str:
+    if not q.get("n"):
+        return f"{what}: no {over}"
+    return (f"{what} over {q['n']} {over}: median {q['median']:.3f}, quartiles {q['q1']:.3f}-{q['q3']:.3f}, "
+            f"range {q['min']:.3f}-{q['max']:.3f}")
+
+
 def render(card: dict) -> str:
     """The card as Markdown."""
     cfg, split, m = card["config"], card["split"], card["metrics"]
@@ -139,14 +178,17 @@ def render(card: dict) -> str:
         "- Public dataset: *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & Madabhushi 2016, "
         "from Cruz-Roa et al. 2014): 50x50 RGB H&E patches from whole-slide images, labelled IDC-negative (0) "
         "or IDC-positive (1).",
-        "- Subset used: 6,341 patches from 16 patients, published under the MIT license in "
-        "iotJumpway/Intel-Examples (IDC-Classification), (c) 2018 Adam Milton-Barker. Class 0: 3,786; "
-        "class 1: 2,555. Negatives come from only 5 patients.",
+        f"- Used: {sum(sum(split['class_counts'][k].values()) for k in ('train', 'val', 'test')):,} patches of "
+        f"{sum(len(split['groups'][k]) for k in ('train', 'val', 'test'))} patients (`../shared/data/idc`). "
+        "The 16 large patients' copies come from iotJumpway/Intel-Examples (IDC-Classification; MIT, (c) 2018 "
+        "Adam Milton-Barker), the others from the dataset as published on Kaggle (CC0).",
         f"- Patient-held-out split ({split['method']}, key `{split['key']}`, seed {split['seed']}): "
-        + "; ".join(f"{side}: patients {', '.join(split['groups'][side])} "
+        + "; ".join(f"{side}: {len(split['groups'][side])} patients "
                     f"(class 0: {split['class_counts'][side].get('0', 0)}, "
-                    f"class 1: {split['class_counts'][side].get('1', 0)})"
-                    for side in ("train", "val", "test")) + ".", "",
+                    f"class 1: {split['class_counts'][side].get('1', 0)} patches)"
+                    for side in ("train", "val", "test")) + ". The patient lists are in `model_card.json`.",
+        "- Shipped real tissue: the 16 golden tiles that `edgehisto verify` replays are real patches of training "
+        "patients (their origins are listed in the manifest's `golden.origins` and in `golden/SOURCES.md`).", "",
         "## Preprocessing (from the bundle manifest)",
         describe_preprocess(card["preprocess"]), "",
         "## Architecture and training",
@@ -163,20 +205,28 @@ def render(card: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for side in ("test", "val"):
-        lines += [_row(f"{side} ({', '.join(m[side]['patients'])}) {p}", m[side][p]) for p in PRECISIONS]
+        lines += [_row(f"{side} ({len(m[side]['patients'])} patients) {p}", m[side][p]) for p in PRECISIONS]
+    lines += ["", "Per-patient spread on the test patients (int8): "
+              + _spread(m["test"]["int8"]["per_patient"]["balanced_accuracy"], "balanced accuracy",
+                        "patients holding both classes")
+              + "; " + _spread(m["test"]["int8"]["per_patient"]["accuracy"], "accuracy", "all patients") + ".",
+              f"int8 and fp32 give the same label on {m['test']['int8_fp32_agreement']:.1%} of the test tiles "
+              f"and {m['val']['int8_fp32_agreement']:.1%} of the val tiles."]
     tuned = card["val_tuned_threshold"]
     met = card["target_met_int8_test"]
     lines += [
         "", "## Target",
         f"Target: balanced accuracy ≥ {card['target']['balanced_accuracy']} and IDC-positive recall ≥ "
         f"{card['target']['positive_recall']} on held-out patients, int8. Measured on the test patients: "
-        f"balanced accuracy {test8['balanced_accuracy']:.3f} ({test8['balanced_accuracy'] - 0.85:+.3f}), "
-        f"recall {test8['sensitivity']:.3f} ({test8['sensitivity'] - 0.85:+.3f}): "
+        f"balanced accuracy {test8['balanced_accuracy']:.3f} "
+        f"({test8['balanced_accuracy'] - card['target']['balanced_accuracy']:+.3f}), "
+        f"recall {test8['sensitivity']:.3f} ({test8['sensitivity'] - card['target']['positive_recall']:+.3f}): "
         f"**{'met' if met else 'not met'}**.",
-        "Why it is hard here: class 0 comes from 5 patients, so training sees only 3 patients' negative tissue, "
-        "and each held-out side is judged on one negative patient; staining differs by patient more than by "
-        "class in mean colour, so val and test scores move a lot between epochs and between the two held-out "
-        "sides (compare the val and test rows).", "",
+        "Published patient-level balanced accuracy on this dataset: "
+        + "; ".join(f"{name} about {value:.2f} (this model {test8['balanced_accuracy'] - value:+.3f})"
+                    for name, value in PUBLISHED.items())
+        + ". Those figures come from other patient splits of the full 279-patient dataset, so the comparison is "
+        "indicative, not like for like.", "",
         "## Calibration and threshold",
         f"Probabilities are the sigmoid output, not calibrated. The threshold that maximises balanced accuracy "
         f"on the val patients (int8) is {tuned['threshold']:.3f}; applied to the test patients it gives balanced "
@@ -196,8 +246,9 @@ def render(card: dict) -> str:
         "## Intended use and limitations",
         "- Intended: demonstrating and benchmarking edge inference and Grad-CAM on IDC patches; research.",
         "- Not intended: diagnosis, screening, triage or any clinical use.",
-        "- Trained on 11 patients of one institution's scans; performance on other scanners, stains and "
-        "patients is unknown and likely lower. 50x50 patches lack context a pathologist would use.",
+        f"- Trained on {len(split['groups']['train'])} patients of one institution's scans; performance on other "
+        "scanners, stains and patients is unknown and likely lower. 50x50 patches lack context a pathologist "
+        "would use. Most patients contribute a sample of 2-144 patches, so per-patient figures rest on few tiles.",
         "- Grad-CAM maps show what drove the score at 16x16 (or coarser) resolution; they are not lesion "
         "segmentations.",
         "", "Reproduce: `make default-model` (needs `../shared/data/idc`). Python, NumPy and TensorFlow "
