@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,8 +46,13 @@ class InstalledBreakhis:
 
 
 def patient_folder(relpath: str) -> str:
-    """The BreaKHis patient folder of a file (``.../<subtype>/<folder>/<mag>X/<file>``)."""
-    return Path(relpath).parts[-3]
+    """The BreaKHis patient folder of a file (``SOB_<B|M>_<SUB>_<YY>-<SLIDE...>``, in either layout)."""
+    return next(part for part in reversed(Path(relpath).parts[:-1]) if re.match(r"^SOB_[BM]_[A-Z]+_", part))
+
+
+def magnification(relpath: str) -> int:
+    """The magnification in a BreaKHis file name (``...-<MAG>-<SEQ>.png`` or ``...-<MAG>-i<INDEX>.png``)."""
+    return int(re.search(r"-(\d+)-i?\d+\.png$", relpath).group(1))
 
 
 def _figures(truth: np.ndarray, predicted: np.ndarray) -> dict:
@@ -71,7 +77,9 @@ def side_report(bundle_dir: Path, run_dir: Path, data_dir: Path, side: str) -> d
     if not rows:
         raise ExportError(f"{run_dir} has no {side} tiles")
     labels = np.array([int(r["label"]) for r in rows])
-    folders = np.array([patient_folder(r["relpath"]) for r in rows])
+    # Votes are per group of the split key (the slide id): one patient's tissue across folders.
+    folders = np.array([r["group"] for r in rows])
+    mags = np.array([magnification(r["relpath"]) for r in rows])
     present = {CLASSES[v] for v in labels}
     report = {"patients": sorted(set(folders)), "n_images": len(rows),
               "subtypes_without_patient": [c for c in CLASSES if c not in present]}
@@ -89,6 +97,9 @@ def side_report(bundle_dir: Path, run_dir: Path, data_dir: Path, side: str) -> d
         report[precision] = {
             "image": {"binary": _figures(truth_binary, binary),
                       "routed": classification_metrics(labels, routed, CLASSES)},
+            "by_magnification": {int(m): {"binary": _figures(truth_binary[mags == m], binary[mags == m]),
+                                          "routed_accuracy": float((labels[mags == m] == routed[mags == m]).mean())}
+                                 for m in sorted(set(mags))},
             "patient": {"binary": _figures((truth_patient >= 4).astype(int), voted_binary),
                         "routed_accuracy": float((truth_patient == voted_routed).mean()),
                         "votes": _votes(names, truth_patient, voted_binary, voted_routed)},
@@ -132,12 +143,12 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
                                        -r["val_routed_accuracy"]))
 
 
-def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: Path | None = None,
+def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Path, ...] = (),
             pretrain: Path | None = None, probes: Path | None = None, dest: Path = MODELS_DIR / BREAKHIS_MODEL,
             log: Callable[[str], None] = _LOG.info) -> InstalledBreakhis:
     """Compare, then install the winner into the package without the files the runtime does not need.
 
-    ``cv`` and ``pretrain`` are the ``cv.json`` and ``pretrain.json`` records quoted by the card.
+    ``cv`` (one ``cv.json`` per recipe compared) and ``pretrain`` are records quoted by the card.
     The Keras reference, the TFLite files and the held-out listing stay listed (with their sha256)
     but are not copied, so ``check-parity`` still runs against the development bundle.
     """
@@ -199,7 +210,7 @@ def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
                                   f"{GOLDEN_SYNTH_SEED}); the embedded bundle carries no image of the real data")
 
 
-def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict], cv: Path | None,
+def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict], cv: tuple[Path, ...],
                pretrain: Path | None, log: Callable[[str], None]) -> dict:
     """Measure the held-out patients and gather what the card states; write the confusion PNGs."""
     run = json.loads((run_dir / "run.json").read_text())
@@ -220,13 +231,18 @@ def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list
     folders = {side: sorted({patient_folder(r["relpath"]) for r in read_split(run_dir) if r["side"] == side})
                for side in ("train", "val", "test")}
     images = {side: sum(1 for r in read_split(run_dir) if r["side"] == side) for side in ("train", "val", "test")}
+    everything = read_split(run_dir)
+    squashed = sum(1 for r in everything if "200X-224/" in r["relpath"])
+    data = {"images": len(everything), "squashed_224": squashed,
+            "magnifications": {str(m): sum(1 for r in everything if magnification(r["relpath"]) == m)
+                               for m in sorted({magnification(r["relpath"]) for r in everything})}}
     stage = next(iter(load_bundle(bundle_dir).manifest["stages"].values()))
     return {
-        "patient_folders": folders, "images": images, "gradcam_shape": stage["activations_shape"][:2],
+        "patient_folders": folders, "images": images, "data": data, "gradcam_shape": stage["activations_shape"][:2],
         "bundle": BREAKHIS_MODEL, "arch": run["arch"], "config": run["config"], "n_params": run["n_params"],
         "split": split, "preprocess": run["preprocess"], "test": test,
         "val": side_report(bundle_dir, run_dir, data_dir, "val"),
-        "cv": json.loads(cv.read_text()) if cv else None,
+        "cv": {path.parent.name: json.loads(path.read_text()) for path in cv},
         "pretrain": json.loads(pretrain.read_text()) if pretrain else None,
         "target": {"binary_balanced_accuracy_int8": TARGET_BINARY_BALANCED_ACCURACY},
         "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
@@ -272,10 +288,12 @@ def render(card: dict) -> str:
         "- BreaKHis v1 (Spanhol et al., IEEE TBME 2016), H&E breast tumour images, 700x460 at 40-400X. The "
         "dataset's authors distribute it **for research use**; this model inherits that restriction. No image "
         "of it ships in this package (the on-device golden set is synthetic).",
-        f"- Used here: {sum(card['images'].values())} images from "
-        f"{sum(len(f) for f in card['patient_folders'].values())} patient folders (the shared copy: 100X only, "
-        "from a public data-challenge copy of the 100X subset, downscaled by 2 to 350x230 for storage); the "
-        "runtime accepts full-size images alike.",
+        f"- Used here: {card['data']['images']} fields of {sum(len(f) for f in card['patient_folders'].values())} "
+        f"patient folders and {sum(len(g) for g in split['groups'].values())} slide ids from `../shared/data/breakhis` "
+        "(`real/`: 100X fields downscaled by 2; `more/`: 200X fields published squashed to 224x224 "
+        f"({card['data']['squashed_224']} fields) and a few 40-400X fields downscaled by 2). Fields per "
+        "magnification: " + ", ".join(f"{m}X {n}" for m, n in card["data"]["magnifications"].items())
+        + ". The runtime accepts full-size fields alike.",
         f"- Patient-held-out split ({split['method']}, key `{split['key']}`: the numeric slide id, so folders "
         f"that share a slide stay together; stratified by subtype as far as patients allow; seed {split['seed']}):",
     ]
@@ -293,8 +311,10 @@ def render(card: dict) -> str:
               f"{card['preprocess']['input_size'][1]}x{card['preprocess']['input_size'][0]} whole-image input, the "
               "seed's head (GAP, Dense64-ReLU (L2), BN, Dropout 0.4, Dense + softmax).",
               f"Recipe: Adam {cfg['learning_rate']}, batch {cfg['batch_size']}, " + _stopping(cfg)
-              + "; flips, rotation ±10°, zoom 10%, contrast 10%; balanced class weights on the subtype "
-              f"stages; seed {cfg['seed']}."]
+              + "; flips, rotation ±10°, zoom 10%, contrast 10%"
+              + ("; per-image H&E colour jitter" if cfg.get("stain_augment") else "")
+              + "; balanced class weights on the subtype stages"
+              + (" and on the binary stage" if cfg.get("balance_binary") else "") + f"; seed {cfg['seed']}."]
     pre = card["pretrain"]
     pretrained = bool(cfg.get("weights"))
     lines.append("Start: **in-domain pretraining** (the IDC-pretrained backbone below), then every layer fine-tuned."
@@ -302,12 +322,11 @@ def render(card: dict) -> str:
     if pre:
         pm = pre["val_metrics"]
         lines.append(f"In-domain pretraining (no ImageNet weights can be downloaded here): DenseNet121 with the seed's "
-                     f"head trained on the 6,341 real IDC patches (16 patients, MIT) at "
+                     f"head trained on {pre.get('n_patches', 'the')} real IDC patches at "
                      f"{pre['config']['input_size']}x{pre['config']['input_size']} (about the microns per pixel of "
                      f"a 100X field resized to 128) for {pre['config']['epochs']} epochs with H&E colour jitter; on "
                      f"its held-out IDC patients it reached balanced accuracy {pm['balanced_accuracy']:.3f}"
-                     + ("." if pretrained else "; as a start for BreaKHis it lost to random initialisation in the "
-                        "grouped CV, so this model does not use it."))
+                     + ("." if pretrained else "; this model does not use it."))
     lines += _cv_lines(card["cv"])
     lines += _probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",
@@ -324,6 +343,14 @@ def render(card: dict) -> str:
     for precision in PRECISIONS:
         lines.append(_binary_row(f"image, {precision}", test[precision]["image"]["binary"]))
         lines.append(_binary_row(f"patient (majority vote), {precision}", test[precision]["patient"]["binary"]))
+    lines += ["", "Per magnification (test fields, image level):", "",
+              "| precision | magnification | n | binary balanced acc | sensitivity | specificity | routed accuracy |",
+              "|---|---|---|---|---|---|---|"]
+    for precision in PRECISIONS:
+        for mag, figures in test[precision]["by_magnification"].items():
+            b = figures["binary"]
+            lines.append(f"| {precision} | {mag}X | {b['n']} | {_pct(b['balanced_accuracy'])} | "
+                         f"{_pct(b['sensitivity'])} | {_pct(b['specificity'])} | {figures['routed_accuracy']:.3f} |")
     lines += ["", "Routed 8-class (binary, then the subtype stage it routes to):", "",
               "| precision | image accuracy | image balanced acc | patient accuracy (vote) | "
               + " | ".join(f"recall {c}" for c in CLASSES) + " |",
@@ -363,10 +390,12 @@ def render(card: dict) -> str:
     lines += ["", "## Intended use and limitations",
               "- Intended: research and demonstration of edge inference and Grad-CAM on BreaKHis-like fields.",
               "- Not intended: diagnosis, screening, triage or any clinical use.",
-              "- 100X only, 27 patients of one institution. TA has 1 patient folder, LC and PT 2 each: per-subtype "
-              "recall rests on one or two patients, or cannot be measured at all.",
-              "- Other magnifications: no 40X, 200X or 400X images were available here, so how it fares on them "
-              "is **unknown**. The input guard accepts any BreaKHis-sized field; it cannot tell magnifications apart.",
+              f"- {sum(len(g) for g in split['groups'].values())} slide ids of one institution; the thin subtypes "
+              "(LC, PT, TA) have two to five slides each, so per-subtype recall rests on one or two held-out "
+              "patients, or cannot be measured at all on this split.",
+              "- Magnifications are unevenly represented (above); the figures per magnification below say how "
+              "it fares on each held-out magnification that the test side holds. The input guard accepts any "
+              "BreaKHis-sized field; it cannot tell magnifications apart.",
               f"- Grad-CAM maps are {card['gradcam_shape'][0]}x{card['gradcam_shape'][1]} at this input size "
               "(DenseNet121's last block): they point at a region, they do not outline a lesion.",
               "", "Reproduce: `make breakhis-model` (needs `../shared/data`). Seeds are fixed, but TensorFlow's CPU "
@@ -378,13 +407,9 @@ def _collapse_line(side: dict) -> str:
     binary = side["image"]["binary"]
     if binary["sensitivity"] == 0 or binary["specificity"] == 0:
         called = "benign" if binary["sensitivity"] == 0 else "malignant"
-        return (f"Why: on these patients the model calls every image {called}. Trained on 297 images of 17 "
-                "patients from scratch, it learned what separates the training patients (staining and "
-                "preparation differ more between patients than between classes here: six colour statistics "
-                "alone reach 0.69 in the grouped CV) and not a rule that transfers. The grouped CV shows the "
-                "same recipe above chance on some held-out groups and at chance on others. More patients, or "
-                "weights pretrained on large H&E collections (none can be downloaded here), are what it lacks. "
-                "Treat this model as a demonstration of the pipeline, not as a classifier.")
+        return (f"Why: on these patients the model calls every image {called}: it has not learned a rule "
+                "that transfers to patients it never saw. Treat this model as a demonstration of the pipeline, "
+                "not as a classifier.")
     return ""
 
 
@@ -410,18 +435,25 @@ def _probe_lines(probes: dict | None) -> list[str]:
     return lines
 
 
-def _cv_lines(cv: dict | None) -> list[str]:
-    if not cv:
+def _cv_lines(records: dict[str, dict]) -> list[str]:
+    if not records:
         return ["", "Grouped cross-validation: not run for this build."]
-    cfg = cv["config"]
-    lines = ["", f"## Choosing the start: grouped {cfg['folds']}-fold CV over {cv['n_groups']} slide groups", "",
-             f"Binary stage, every group held out once, {cfg['epochs']} epochs at Adam {cfg['learning_rate']} "
-             "(fixed: no held-out data steers training), one run per fold and start.", "",
-             "| start | image balanced acc (mean ± sd) | sensitivity | specificity | patient balanced acc |",
-             "|---|---|---|---|---|"]
-    for name, levels in cv["summary"].items():
-        image, patient = levels["image"], levels["patient"]
-        lines.append(f"| {name} | {image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
-                     f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
-                     f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
+    first = next(iter(records.values()))
+    cfg = first["config"]
+    lines = ["", f"## Choosing the recipe: grouped {cfg['folds']}-fold CV over {first['n_groups']} slide ids "
+                 f"({first['n_images']} fields)", "",
+             f"Binary stage, every slide held out once, {cfg['epochs']} epochs at Adam {cfg['learning_rate']} "
+             "(fixed: no held-out data steers training), one run per fold and recipe; the same folds for every "
+             "recipe. Mean ± sd over folds; the slide level is the majority vote of a slide's fields.", "",
+             "| recipe | class weights | stain jitter | image balanced acc | sensitivity | specificity "
+             "| slide balanced acc |", "|---|---|---|---|---|---|---|"]
+    for name, record in records.items():
+        c = record["config"]
+        for start, levels in record["summary"].items():
+            image, patient = levels["image"], levels["patient"]
+            lines.append(f"| {name} ({start}) | {'on' if c.get('class_weights') else 'off'} | "
+                         f"{'on' if c.get('stain_augment') else 'off'} | "
+                         f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
+                         f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
+                         f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
     return lines

@@ -16,12 +16,13 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.argument("candidates", nargs=-1, required=True, type=RunBundle(), metavar="RUN:BUNDLE...")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The BreaKHis images the candidates were trained on (val patients choose, test are reported).")
-@click.option("--cv", "cv", type=_FILE, default=None, help="cv.json of `train breakhis-cv`, quoted by the card.")
+@click.option("--cv", "cv", type=_FILE, multiple=True,
+              help="cv.json of a `train breakhis-cv` run (one per recipe compared), quoted by the card; repeatable.")
 @click.option("--pretrain", "pretrain", type=_FILE, default=None,
               help="pretrain.json of `train pretrain-idc`, quoted by the card.")
 @click.option("--probes", "probes", type=_FILE, default=None,
               help="probes.json of `train breakhis-probe`, quoted by the card.")
-def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv: Path | None,
+def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv: tuple[Path, ...],
                    pretrain: Path | None, probes: Path | None) -> None:
     """Choose the embedded BreaKHis model among trained and exported candidates and install it.
 
