@@ -26,3 +26,8 @@ def class_probabilities(raw: np.ndarray, output: str) -> np.ndarray:
     if output == "sigmoid":
         return np.concatenate([1.0 - raw, raw], axis=1)
     return raw
+
+
+def probability_column(class_name: str) -> str:
+    """The table column of a class's probability, the same in ``classify`` CSV and ``batch`` Parquet."""
+    return f"p_{class_name}"

@@ -25,7 +25,9 @@ def is_loopback(host: str) -> bool:
 @click.command("serve")
 @click.option("--model", "model", default=None,
               help="An embedded model's name (idc, breakhis) or a bundle directory. Default: the embedded IDC model.")
-@click.option("--precision", default="int8", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(PRECISIONS),
+              help="int8 is the default here, for a responsive page on a Pi; classify defaults to fp32, the "
+                   "reference numbers.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
               help="Address to bind. Anything but a loopback address exposes the kiosk to the network.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))

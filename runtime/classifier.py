@@ -18,12 +18,13 @@ import onnxruntime as ort
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.input_guard import ExpectedInput
-from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle, read_verified
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, read_verified
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import normalize, resize_tile
 from edgehisto.errors import BundleNotVerified, EdgehistoError
 from edgehisto.runtime.gradcam import gradcam, score_seed
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, read_tile_file
+from edgehisto.runtime.registry import resolve_bundle
 from edgehisto.runtime.session_contract import check_session
 from edgehisto.runtime.sessions import make_session
 
@@ -102,7 +103,8 @@ class Classifier:
                  allow_failed_parity: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        # A directory, or an embedded model's name as the CLI takes it (``idc``, ``breakhis``).
+        self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
         problem = parity_problem(self.bundle)
         if problem and not allow_failed_parity:
             raise BundleNotVerified(f"{problem}; refusing to use it (--allow-failed-parity overrides)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from edgehisto.bundle.manifest import PRECISIONS
+from edgehisto.bundle.outputs import probability_column
 
 
 @click.command("classify")
@@ -18,7 +19,10 @@ from edgehisto.bundle.manifest import PRECISIONS
 @click.option("--model", "bundle_dir", default=None, type=click.Path(path_type=Path),
               help="An embedded model's name (idc, breakhis; see `edgehisto models`) or a bundle directory. "
                    "Default: the embedded IDC model.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+              help="fp32 is the default here: a single file gets the reference numbers the parity gates are "
+                   "measured against. int8 is the edge path (batch and serve default to it, for throughput); "
+                   "its labels agree with fp32's on the held-out tiles (see verify).")
 @click.option("--gradcam", "gradcam_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Write a Grad-CAM overlay PNG and the raw map (.npy) per tile and stage here.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "csv"]))
@@ -119,9 +123,9 @@ def _flat(record: dict) -> dict:
         return row
     row["label"] = record["label"]
     row["confidence"] = f"{record['probabilities'][record['label']]:.4f}"
-    row |= {f"p_{name}": f"{p:.6f}" for name, p in record["probabilities"].items()}
+    row |= {probability_column(name): f"{p:.6f}" for name, p in record["probabilities"].items()}
     if "subtype" in record:
         row["subtype"] = record["subtype"]
         row["subtype_confidence"] = f"{record['subtype_probabilities'][record['subtype']]:.4f}"
-        row |= {f"p_{name}": f"{p:.6f}" for name, p in record["subtype_probabilities"].items()}
+        row |= {probability_column(name): f"{p:.6f}" for name, p in record["subtype_probabilities"].items()}
     return row

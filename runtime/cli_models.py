@@ -31,8 +31,11 @@ def models(as_json: bool, verify: bool) -> None:
         marker = " (default)" if row["default"] else ""
         here = {True: "passes", False: "FAILS", None: "not run"}[row["verified_here"]]
         click.echo(f"{' / '.join(row['names'])}{marker}: task {row['task']} ({row['arch']}), "
-                   f"model input {row['input_size'][0]}x{row['input_size'][1]}, {row['size_mb']} MB "
+                   f"model input {row['input_size'][0]}x{row['input_size'][1]}, {row['size_mb']} MB on disk "
                    f"({', '.join(row['precisions'])}), manifest sha256 {row['manifest_sha256'][:12]}")
+        if row["listed_absent"]:
+            click.echo(f"  listed but not shipped here ({row['listed_absent_mb']} MB, development files): "
+                       f"{', '.join(row['listed_absent'])}")
         if row["expects"]:
             click.echo(f"  expects: {row['expects']}")
         click.echo(f"  parity at export: {'passed' if row['parity_passed'] else 'NOT passed'}; "

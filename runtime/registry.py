@@ -22,16 +22,31 @@ def embedded_bundles() -> dict[str, Path]:
 
 
 def resolve_bundle(model: str | Path | None) -> Bundle:
-    """Load ``model`` (a directory or an embedded bundle's name), or the embedded default."""
+    """Load ``model`` (a directory, or an embedded bundle's name in any case), or the embedded default.
+
+    Raises:
+        BundleNotFound: neither a directory nor a name; the message suggests the nearest name.
+    """
     embedded = embedded_bundles()
     if model is None:
         if DEFAULT_MODEL not in embedded:
             raise BundleNotFound("no --model given and no embedded default model is installed")
         return load_bundle(embedded[DEFAULT_MODEL])
-    name = ALIASES.get(str(model), str(model))
-    if not Path(model).exists() and name in embedded:
-        return load_bundle(embedded[name])
-    return load_bundle(model)
+    if Path(model).exists():  # a directory of that name wins over an embedded name
+        return load_bundle(model)
+    names = {name.lower(): name for name in embedded} | {
+        alias.lower(): target for alias, target in ALIASES.items() if target in embedded}
+    key = str(model).lower()
+    if key in names:
+        return load_bundle(embedded[names[key]])
+    if any(sep in str(model) for sep in ("/", "\\")):
+        return load_bundle(model)  # a path that is not there: load_bundle says so
+    import difflib
+
+    near = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise BundleNotFound(f"no embedded model or bundle directory named {str(model)!r}{hint} "
+                         f"(embedded models: {', '.join(sorted({*ALIASES, *embedded}))})")
 
 
 def names_of(bundle_name: str) -> list[str]:
@@ -65,10 +80,22 @@ def describe_embedded(verify: bool = True) -> list[dict]:
             "classes": {s: v["class_names"] for s, v in bundle.manifest["stages"].items()},
             "parity_passed": bundle.manifest.get("parity", {}).get("passed"),
             "verified_here": verified, "cpu": cpu_kind(),
-            "size_mb": round(sum(e["bytes"] for e in bundle.manifest["files"].values()) / 1e6, 2),
+            **_sizes(bundle),
             "model_card": str(path / "MODEL_CARD.md") if (path / "MODEL_CARD.md").is_file() else None,
         })
     return rows
+
+
+def _sizes(bundle: Bundle) -> dict:
+    """Megabytes on disk (the listed files that are present) and the listed files that are absent.
+
+    A development bundle lists its Keras reference and TFLite files; an installed copy does not ship them.
+    """
+    entries = bundle.manifest["files"]
+    present = {name: e["bytes"] for name, e in entries.items() if bundle.file(name).is_file()}
+    return {"size_mb": round(sum(present.values()) / 1e6, 2),
+            "listed_absent": sorted(set(entries) - set(present)),
+            "listed_absent_mb": round(sum(e["bytes"] for n, e in entries.items() if n not in present) / 1e6, 2)}
 
 
 def _ships(bundle: Bundle, precision: str) -> bool:

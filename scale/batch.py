@@ -1,7 +1,7 @@
 """Batch classification into a Parquet dataset, in one process or on Ray Data, resumably.
 
 Both engines run the same function, ``classify_rows``, on the same ``Classifier``: a row per input
-with its path, file sha256, label, one float64 column per class (``p:<class>``), subtype, error,
+with its path, file sha256, label, one float64 column per class (``p_<class>``), subtype, error,
 warning, the bundle's manifest sha256 and the precision. The output is a Parquet *dataset* (a
 directory of part files). Parts are written as work completes, so an interrupted job keeps every
 part it wrote, and a rerun with the same ``--out`` skips every input whose (path, sha256) already
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgehisto.bundle.manifest import MANIFEST, Bundle, load_bundle
+from edgehisto.bundle.outputs import probability_column
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
 
@@ -54,10 +55,10 @@ def manifest_sha256(bundle: Bundle) -> str:
 
 
 def probability_columns(bundle: Bundle) -> list[str]:
-    """``p:<class>`` for every class of every stage, in stage order, without repeats."""
+    """``p_<class>`` for every class of every stage, in stage order, without repeats."""
     names = []
     for stage in bundle.stages.values():
-        names += [f"p:{c}" for c in stage.class_names if f"p:{c}" not in names]
+        names += [probability_column(c) for c in stage.class_names if probability_column(c) not in names]
     return names
 
 
@@ -162,14 +163,15 @@ def classify_rows(classifier, paths: Sequence[str], done: set[tuple[str, str]], 
                    warning=record.get("warning"),
                    gradcam_files=json.dumps(record["gradcam_files"]) if "gradcam_files" in record else None)
         for name, p in {**record.get("probabilities", {}), **record.get("subtype_probabilities", {})}.items():
-            row[f"p:{name}"] = p
+            row[probability_column(name)] = p
     return [rows[p] for p in paths if p in rows]
 
 
 def _schema(columns: Sequence[str]):
     import pyarrow
 
-    return pyarrow.schema([(c, pyarrow.float64() if c.startswith("p:") else pyarrow.string()) for c in columns])
+    numeric = probability_column("")
+    return pyarrow.schema([(c, pyarrow.float64() if c.startswith(numeric) else pyarrow.string()) for c in columns])
 
 
 def write_part(rows: list[dict], out_dir: Path, columns: Sequence[str]) -> Path:

@@ -41,7 +41,7 @@ def cli_records(tiles: Path, cwd: Path) -> dict[str, dict]:
 def same_as_cli(row: dict, record: dict) -> bool:
     if "error" in record:
         return row["error"] == record["error"] and row["label"] is None
-    probabilities = {k[2:]: v for k, v in row.items() if k.startswith("p:") and v is not None}
+    probabilities = {k[2:]: v for k, v in row.items() if k.startswith("p_") and v is not None}
     return row["error"] is None and row["label"] == record["label"] and probabilities == record["probabilities"]
 
 
