@@ -19,6 +19,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,22 +256,34 @@ def run_ray(job: BatchPlan, out_dir: Path, precision: str, workers: int, address
     ``address``: None starts (or joins) a local Ray; ``auto`` or ``ray://host:port`` joins a cluster.
     The bundle path must be readable at the same place on every node (a shared path).
     """
+    import logging
+
     import ray
 
     started = time.perf_counter()
     owned = not ray.is_initialized()
+    # A normal run is quiet: Ray's INFO lines (instance start, token-auth notice, Ray Data's per-second
+    # progress log) read as failures to a user; WARNING and above (real trouble) still show.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if owned:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
     todo = list(job.inputs)
     dataset = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, len(todo) // batch_size))
-    results = dataset.map_batches(
-        _RayClassifier, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-        fn_constructor_args=(str(job.bundle_path), job.bundle_sha256, precision, sorted(job.done), job.columns,
-                             str(gradcam_dir) if gradcam_dir else None, job.argument_errors, threads),
-        num_cpus=1)
+    arguments = (str(job.bundle_path), job.bundle_sha256, precision, sorted(job.done), job.columns,
+                 str(gradcam_dir) if gradcam_dir else None, job.argument_errors, threads)
+    with warnings.catch_warnings():
+        # max_restarts=0: Ray Data keeps every actor pool's constructor in the object store, and with
+        # restarts allowed Ray logs an error line about it on every run (ray-project/ray#57733), which
+        # users read as a failure. Without restarts a crashed worker fails the job, and a rerun
+        # classifies only the inputs that have no row yet. Ray 2.60 names no other way to set it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        results = dataset.map_batches(_RayClassifier, batch_size=batch_size, batch_format="numpy",
+                                      compute=ray.data.ActorPoolStrategy(size=workers), fn_constructor_args=arguments,
+                                      num_cpus=1, max_restarts=0)
     before = set(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else set()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data resets it when it starts
     try:
         results.write_parquet(str(out_dir), min_rows_per_file=batch_size)
     finally:

@@ -8,6 +8,8 @@ import click
 
 from edgehisto.bundle.manifest import PRECISIONS
 
+_SHOWN_ERRORS = 5
+
 
 @click.command("batch")
 @click.argument("sources", nargs=-1, required=True)
@@ -61,5 +63,13 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
     if csv_path is not None:
         to_csv(out_dir, csv_path, job.columns)
     latest = latest_rows(out_dir)
-    if any(latest.get(p) is None or latest[p]["error"] for p in job.inputs):
+    failed = [(p, "no row was written" if latest.get(p) is None else latest[p]["error"]) for p in job.inputs
+              if latest.get(p) is None or latest[p]["error"]]
+    # As classify does: the errors on stderr (the first few, then a count), not only inside the dataset.
+    for path, error in failed[:_SHOWN_ERRORS]:
+        click.echo(f"error: {path}: {error}", err=True)
+    if len(failed) > _SHOWN_ERRORS:
+        click.echo(f"... and {len(failed) - _SHOWN_ERRORS} more inputs with an error (the error column of "
+                   f"{out_dir})", err=True)
+    if failed:
         raise click.exceptions.Exit(1)

@@ -57,6 +57,12 @@ def test_ray_rows_equal_single_process_classify_exactly_and_every_input_appears_
     models = json.loads(run("console script", "models", "--json", "--no-verify", cwd=tmp_path).stdout)
     assert {r["bundle_sha256"] for r in rows} == {m["manifest_sha256"] for m in models if m["default"]}
     assert {Path(r["path"]).name for r in rows if r["error"]} == set(BAD)
+    # A normal run is quiet: no Ray warning or error log line; the failed inputs are named on stderr.
+    noise = [line for line in done.stderr.splitlines()
+             if any(word in line for word in ("WARNING", "core_worker", " E ", "INFO", "Token authentication"))]
+    assert noise == []
+    assert {Path(line.split(": ")[1]).name for line in done.stderr.splitlines() if line.startswith("error: ")} \
+        == set(BAD)
 
 
 def test_a_rerun_skips_what_is_done_and_appends_the_rest(tiles, tmp_path):
