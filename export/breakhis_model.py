@@ -168,6 +168,7 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Pa
         write_manifest(work, manifest)
         card = model_card(work, Path(best["run_dir"]), data_dir, rows, cv, pretrain, log)
         card["probes"] = json.loads(probes.read_text()) if probes else None
+        card["caveat"] = caveat(card)
         (work / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
         (work / "MODEL_CARD.md").write_text(render(card) + "\n")
         write_manifest(work, manifest)  # hash the card and its figures too
@@ -401,6 +402,21 @@ def render(card: dict) -> str:
               "", "Reproduce: `make breakhis-model` (needs `../shared/data`). Seeds are fixed, but TensorFlow's CPU "
               "kernels are not bitwise deterministic, so a retrain lands close to, not exactly on, these numbers."]
     return "\n".join(lines)
+
+
+def caveat(card: dict) -> str | None:
+    """One line the kiosk shows beside every result when the model misses its held-out target."""
+    binary = card["test"]["int8"]["image"]["binary"]
+    target = card["target"]["binary_balanced_accuracy_int8"]
+    if binary["sensitivity"] == 0 or binary["specificity"] == 0:
+        called = "benign" if binary["sensitivity"] == 0 else "malignant"
+        return f"on patients it never saw it calls every field {called}: it does not generalise"
+    measured = binary["balanced_accuracy"]
+    if measured is None or measured < target:
+        shown = "not measurable" if measured is None else f"{measured:.2f}"
+        return (f"on {len(card['test']['patients'])} slides it never saw, benign/malignant balanced accuracy is "
+                f"{shown} (int8), below the {target:.2f} target: treat a label as a hint")
+    return None
 
 
 def _collapse_line(side: dict) -> str:

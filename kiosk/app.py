@@ -24,6 +24,7 @@ import base64
 import collections
 import contextlib
 import hashlib
+import json
 import os
 import re
 import stat
@@ -109,6 +110,7 @@ class Kiosk:
             "routing": manifest.get("routing", {}),
             "expected_input": (manifest.get("expected_input") or {}).get("description"),
             "intended_use": _intended_use(card),
+            "caveat": _caveat(self.bundle.path / "model_card.json"),
             "has_model_card": card.is_file(),
             "watching": self.settings.watch_dir is not None,
             "verification": self.verification,
@@ -153,6 +155,14 @@ def _intended_use(card: Path) -> str:
             if "not a diagnostic device" in line:
                 return re.sub(r"[*_`]", "", line).strip()
     return INTENDED_USE
+
+
+def _caveat(card_json: Path) -> str | None:
+    """The model card's one-line warning against trusting the model (``caveat``), if it has one."""
+    try:
+        return json.loads(card_json.read_text(encoding="utf-8")).get("caveat") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _data_url(rgb: np.ndarray) -> str:

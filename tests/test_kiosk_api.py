@@ -226,3 +226,25 @@ def test_the_watched_folder_shows_its_newest_regular_image_only(tmp_path, good_t
         (folder / "zz-link.png").symlink_to(folder / "capture-001.png")  # links are never read
         time.sleep(0.5)
         assert len(client.get("/api/history").json()) == 1
+
+
+def test_a_card_that_says_the_model_misses_its_target_puts_that_caveat_beside_every_result(tmp_path):
+    import json
+    import shutil
+
+    from edgehisto.export.exporter import write_manifest
+    from edgehisto.runtime.registry import resolve_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(resolve_bundle("idc").path, bundle)
+    card = json.loads((bundle / "model_card.json").read_text())
+    card["caveat"] = "on 37 patients it never saw, balanced accuracy 0.70: treat a label as a hint"
+    (bundle / "model_card.json").write_text(json.dumps(card))
+    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
+    with TestClient(create_app(KioskSettings(model=str(bundle)))) as client:
+        assert client.get("/api/model").json()["caveat"] == card["caveat"]
+    card.pop("caveat")
+    (bundle / "model_card.json").write_text(json.dumps(card))
+    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
+    with TestClient(create_app(KioskSettings(model=str(bundle)))) as client:
+        assert client.get("/api/model").json()["caveat"] is None

@@ -89,11 +89,37 @@ def test_a_tile_uploaded_through_the_page_shows_the_apis_label_and_an_overlay(se
         assert driver.find_element(By.ID, "label").text == expected
         assert driver.find_element(By.ID, "overlay").is_displayed()
         assert len(driver.find_elements(By.CSS_SELECTOR, "#history button")) >= 2  # the API's and the page's
+        # The latency line sits above the fold.
+        assert driver.execute_script("return document.getElementById('latency').getBoundingClientRect().bottom") \
+            <= height
         # Nothing overflows the small screen sideways.
         assert driver.execute_script("return document.documentElement.scrollWidth") <= width
         assert driver.execute_script("return document.documentElement.scrollHeight") <= height
         out = Path(os.environ.get("EDGEHISTO_SCREENSHOTS", tmp_path))
         out.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(out / f"kiosk-{width}x{height}.png"))
+    finally:
+        driver.quit()
+
+
+def test_before_any_image_the_page_shows_no_empty_image_boxes(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser(800, 480)
+    try:
+        driver.get(server)
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "banner").is_displayed())
+        # `.result { display: flex }` once beat the hidden attribute: two grey boxes with broken-image icons.
+        assert driver.execute_script("return getComputedStyle(document.getElementById('result')).display") == "none"
+        visible_images = driver.execute_script(
+            "return [...document.images].filter(i => i.getBoundingClientRect().width > 0).length")
+        assert visible_images == 0
+        shot = tmp_path / "empty.png"
+        assert driver.save_screenshot(str(shot))
+        # The screenshot check: right of the input column, where the result goes, the page is the plain
+        # background (#f4f4f2), not the #ddd of an empty image box.
+        pixels = cv2.imread(str(shot))[150:400, 260:780]
+        assert np.all(np.abs(pixels.astype(int) - (242, 244, 244)) <= 2)
     finally:
         driver.quit()

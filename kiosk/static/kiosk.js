@@ -35,6 +35,9 @@ function show(entry) {
   $("warning").hidden = !record.warning;
   $("warning").textContent = record.warning ? `Warning: ${record.warning}` : "";
   $("latency").textContent = `${entry.latency_ms.toFixed(1)} ms on this device (${model ? model.precision : ""})`;
+  // What the model card says against trusting this model, beside every result (not only in the card).
+  $("caveat").hidden = !(model && model.caveat);
+  $("caveat").textContent = model && model.caveat ? `Model card: ${model.caveat}` : "";
   const images = entry.images || { tile: "", overlays: {} };
   $("tile").src = images.tile || "";
   const stages = Object.keys(images.overlays || {});
