@@ -200,6 +200,16 @@ def _check_header(data: bytes, fmt: str, max_pixels: int, min_side: int) -> Imag
     return header
 
 
+def _describe_start(data: bytes) -> str:
+    """What the file starts with, for a person: text as text, anything else as hex bytes."""
+    head = data[:24]
+    text = head.decode("ascii", errors="replace")
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        shown = " ".join(text.split())  # newlines and tabs would break the one-line error
+        return f"it looks like text: \"{shown}{'...' if len(data) > len(head) else ''}\""
+    return f"it starts with the bytes {head[:8].hex(' ')}"
+
+
 def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> np.ndarray:
     """Decode image bytes into a C-contiguous uint8 RGB array, refusing anything else.
 
@@ -223,7 +233,7 @@ def decode_rgb(data: bytes, *, max_pixels: int, min_side: int) -> np.ndarray:
         raise InvalidImage("empty file (0 bytes)")
     fmt = sniff_format(data)
     if fmt is None:
-        raise InvalidImage(f"not a {ACCEPTED} image (starts with {data[:8]!r})")
+        raise InvalidImage(f"not a {ACCEPTED} image ({_describe_start(data)})")
     header = _check_header(data, fmt, max_pixels, min_side)
     pixels = _imdecode(data, fmt)
     # Headers can lie: check what was actually decoded too.

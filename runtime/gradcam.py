@@ -97,9 +97,13 @@ def gradcam_panel(rgb: np.ndarray, cam: np.ndarray, title: str, peak: float | No
     canvas[top:top + size[1], bar_left:bar_left + bar_width] = bar
     ink = (20, 20, 20)
     cv2.putText(canvas, title, (margin, 24), _FONT, 0.6, ink, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "left: model input   right: Grad-CAM overlay", (margin, 48), _FONT, 0.45, (90, 90, 90),
-                1, cv2.LINE_AA)
-    top_label = f"{peak:.3g}" if peak else "max"
-    cv2.putText(canvas, top_label, (bar_left + bar_width + 4, top + 12), _FONT, 0.42, ink, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "0", (bar_left + bar_width + 4, top + size[1]), _FONT, 0.42, ink, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "left: model input   right: Grad-CAM overlay   bar: Grad-CAM value", (margin, 48), _FONT,
+                0.45, (90, 90, 90), 1, cv2.LINE_AA)
+    # The top tick says what it is: the map value drawn at full colour (the stage's fixed peak, or
+    # this map's own maximum), not an unexplained number.
+    legend_x = bar_left + bar_width + 4
+    cv2.putText(canvas, "full", (legend_x, top + 12), _FONT, 0.42, ink, 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"= {peak:.3g}" if peak else "= map max", (legend_x, top + 28), _FONT, 0.42, ink, 1,
+                cv2.LINE_AA)
+    cv2.putText(canvas, "0", (legend_x, top + size[1]), _FONT, 0.42, ink, 1, cv2.LINE_AA)
     return canvas

@@ -48,3 +48,26 @@ def test_batch_on_an_empty_folder_names_the_error_on_stderr(tmp_path):
     done = run("console script", "batch", tmp_path / "empty", "--out", tmp_path / "out.parquet", cwd=tmp_path)
     assert done.returncode == 1
     assert f"error: {tmp_path / 'empty'}: directory holds no image files" in done.stderr.splitlines()
+
+
+def test_a_text_file_named_png_is_described_as_text_not_as_a_python_bytes_repr(tmp_path):
+    (tmp_path / "notes.png").write_text("hello\n")
+    done = run("console script", "classify", tmp_path / "notes.png", cwd=tmp_path)
+    assert done.returncode == 1
+    assert 'it looks like text: "hello"' in done.stdout
+    assert "b'" not in done.stdout + done.stderr
+
+
+def test_the_gradcam_colour_bar_says_what_its_top_value_means(good_tile, tmp_path):
+    import cv2
+    import numpy as np
+
+    from edgehisto.runtime.gradcam import gradcam_panel
+
+    rgb = cv2.cvtColor(cv2.imread(str(good_tile)), cv2.COLOR_BGR2RGB)
+    with_peak = gradcam_panel(rgb, np.zeros((4, 4), np.float32), "t", peak=0.0625)
+    unlabelled = gradcam_panel(rgb, np.zeros((4, 4), np.float32), "t", peak=None)
+    # The legend column right of the bar holds two lines at the top ("full", "= 0.0625"): ink in both.
+    legend = with_peak[68:100, -60:]
+    assert (legend[:16] < 128).any() and (legend[16:] < 128).any()
+    assert not np.array_equal(with_peak, unlabelled)
