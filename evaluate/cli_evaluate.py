@@ -53,8 +53,9 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
         line = (f"{stem}: accuracy {metrics['accuracy']:.4f}, balanced accuracy "
                 f"{metrics['balanced_accuracy']:.4f} on {metrics['n']} tiles")
         if deletion:
-            line += (f"; deletion of the top {top_k_percent:g}%: drop {_fmt(deletion['mean_drop_top_k'], 4)}"
-                     f" vs random {_fmt(deletion['mean_drop_random'], 4)}")
+            line += (f"; deleting the map's top {top_k_percent:g}% ({result['map_meaning']}) costs "
+                     f"{_fmt(deletion['mean_drop_top_k'], 4)} vs random {_fmt(deletion['mean_drop_random'], 4)}"
+                     + (" (WORSE THAN RANDOM)" if deletion.get("worse_than_random") else ""))
         click.echo(line)
         for name, scores in result.get("localisation", {}).items():
             click.echo(f"  {name} ({scores['n']} with masks): pointing game {_fmt(scores['pointing_game'])}, "

@@ -32,6 +32,7 @@ from edgehisto.evaluate import localisation as loc
 from edgehisto.evaluate.gradcam_panels import PanelTile, write_class_grid, write_class_panel
 from edgehisto.evaluate.metrics import classification_metrics, write_metrics
 from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.gradcam import explained_class, map_meaning
 
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
@@ -59,6 +60,8 @@ class TileOutcome:
     true: int
     predicted: int
     confidence: float  # probability of the predicted class
+    explained: int = -1  # the class whose score the Grad-CAM map explains (``runtime.gradcam.explained_class``)
+    explained_probability: float = 0.0  # its probability, what the deletion test measures the drop of
     lesion_area_share: float | None = None  # set only for tiles with a lesion mask
     pointing_hit: bool | None = None
     energy_share: float | None = None
@@ -151,8 +154,11 @@ def score_tiles(classifier: Classifier, tiles: Sequence[LabelledTile], top_k_per
             for stage in result.stages:
                 if stage.stage not in tile.truth:
                     continue
+                spec = classifier.stages[stage.stage]
+                explained = explained_class(spec.output, len(spec.class_names), stage.class_index)
                 outcome = TileOutcome(result.path, tile.truth[stage.stage], stage.class_index,
-                                      stage.probabilities[stage.label])
+                                      stage.probabilities[stage.label], explained,
+                                      stage.probabilities[spec.class_names[explained]])
                 heat = loc.upsample_map(stage.cam, result.image.shape[:2])
                 if lesion is not None:
                     outcome.lesion_area_share = float(lesion.mean())
@@ -178,7 +184,12 @@ def _lesion(tile: LabelledTile, classifier: Classifier, failures: list[dict]) ->
 
 
 def _deletion_test(classifier: Classifier, stage: StageSpec, scored: list[_Scored], fraction: float) -> None:
-    """Fill in the confidence drops for top-k% and random deletion (background = ``pad_value``)."""
+    """Fill in the drops, in the probability of the class the map explains, for top-k% and random deletion.
+
+    Deleted pixels take the background value (``pad_value``). For a single-sigmoid stage the map is
+    the positive class's evidence, so the drop is measured in that class's probability whatever the
+    predicted label: a map of IDC evidence is faithful when deleting its top pixels lowers P(IDC).
+    """
     scored = [s for s in scored if s.heat.max() > 0]  # an all-zero map has no top pixels
     if not scored:
         return
@@ -190,8 +201,9 @@ def _deletion_test(classifier: Classifier, stage: StageSpec, scored: list[_Score
     probabilities = classifier.head(classifier.activations(x, stage), stage)[1]
     n = len(scored)
     for row, s in enumerate(scored):
-        s.outcome.deletion_drop = s.outcome.confidence - float(probabilities[row, s.outcome.predicted])
-        s.outcome.random_drop = s.outcome.confidence - float(probabilities[n + row, s.outcome.predicted])
+        before, explained = s.outcome.explained_probability, s.outcome.explained
+        s.outcome.deletion_drop = before - float(probabilities[row, explained])
+        s.outcome.random_drop = before - float(probabilities[n + row, explained])
 
 
 def file_stem(name: str) -> str:
@@ -227,7 +239,7 @@ def write_panels(classifier: Classifier, stage: StageSpec, outcomes: Sequence[Ti
     written = []
     for index, (correct, incorrect) in picks.items():
         name = stage.class_names[index]
-        title = f"{stem}: true class {name}, Grad-CAM of the predicted class"
+        title = f"{stem}: true class {name}, Grad-CAM: {map_meaning(stage.output, stage.class_names)}"
         written.append(write_class_panel(tiles(correct), tiles(incorrect), n, title,
                                          panel_dir / f"{stem}_{file_stem(name)}.png"))
     # the grid shows each class's most confident correct tile, else its most confident wrong one
@@ -243,7 +255,8 @@ def write_predictions(outcomes: Sequence[TileOutcome], class_names: Sequence[str
         writer = csv.DictWriter(handle, fieldnames=list(TileOutcome.__dataclass_fields__))
         writer.writeheader()
         for o in outcomes:
-            writer.writerow(asdict(o) | {"true": class_names[o.true], "predicted": class_names[o.predicted]})
+            writer.writerow(asdict(o) | {"true": class_names[o.true], "predicted": class_names[o.predicted],
+                                         "explained": class_names[o.explained]})
     return path
 
 
@@ -294,6 +307,7 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
             panels = write_panels(classifier, stage, rows, out_dir / "panels", stem, panel_n)
             report["results"][stem] = {
                 "stage": stage_name, "precision": precision, "metrics": metrics,
+                "map_meaning": map_meaning(stage.output, stage.class_names),
                 "localisation": loc.localisation_by_class(rows, stage.class_names),
                 "deletion": loc.deletion_stats(rows, top_k_percent),
                 "files": {"metrics": f"{stem}.json", "confusion": f"{stem}_confusion.png",
@@ -323,7 +337,9 @@ def write_summary(report: dict, path: Path) -> Path:
     k, results = report["settings"]["top_k_percent"], report["results"]
     lines = [f"# Evaluation of `{report['bundle']}`", "",
              f"{report['n_tiles']} tiles of `{report['data']}` (task `{report['task']}`): {report['scope']}. "
-             "onnxruntime CPU, Grad-CAM of the predicted class. All numbers: [evaluation.json](evaluation.json).",
+             "onnxruntime CPU. Grad-CAM maps: " + "; ".join(
+                 f"{r['stage']} shows {r['map_meaning']}" for r in {r["stage"]: r for r in results.values()}.values())
+             + ". All numbers: [evaluation.json](evaluation.json).",
              *([f"No tiles were routed to: {', '.join(report['stages_without_tiles'])}."]
                if report["stages_without_tiles"] else []), "",
              "## Classification", "",
@@ -349,14 +365,18 @@ def write_summary(report: dict, path: Path) -> Path:
     else:
         lines.append("No evaluated tile has a lesion mask, so there is nothing to localise.")
     lines += ["", "## Deletion test", "",
-              f"Drop in the predicted class's probability when the top {k:g}% Grad-CAM pixels are set "
-              f"to the background value, against {k:g}% random pixels: a map that points at the "
-              "evidence costs more confidence than chance.", "",
+              f"Drop in the probability of the class a map explains (the positive class for a sigmoid "
+              f"stage, else the predicted class) when the map's top {k:g}% pixels are set to the background "
+              f"value, against {k:g}% random pixels: a map that points at the evidence costs more than chance. "
+              "A map that costs less than random is flagged: it does not show what the score rests on.", "",
               f"| stage | precision | n | drop, top {k:g}% | drop, random {k:g}% | tiles where top beats random |",
               "|---|---|---:|---:|---:|---:|"]
     for r in (r for r in results.values() if "deletion" in r):
         d = r["deletion"]
-        lines.append(f"| {r['stage']} | {r['precision']} | {d['n']} | {_num(d['mean_drop_top_k'], 4)} | "
+        worse = d["mean_drop_top_k"] is not None and d["mean_drop_random"] is not None \
+            and d["mean_drop_top_k"] < d["mean_drop_random"]
+        lines.append(f"| {r['stage']} | {r['precision']} | {d['n']} | {_num(d['mean_drop_top_k'], 4)}"
+                     f"{' **(worse than random)**' if worse else ''} | "
                      f"{_num(d['mean_drop_random'], 4)} | {_num(d['share_top_k_beats_random'])} |")
     lines += ["", "## Figures"]
     for stem, r in results.items():

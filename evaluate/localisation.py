@@ -126,9 +126,14 @@ def localisation_by_class(outcomes: Sequence, class_names: Sequence[str]) -> dic
 
 
 def deletion_stats(outcomes: Sequence, top_k_percent: float) -> dict:
-    """Mean confidence drop of the predicted class: top-k% map pixels deleted vs random k%."""
+    """Mean drop in the explained class's probability: top-k% map pixels deleted vs random k%.
+
+    ``worse_than_random`` flags a map whose top pixels cost less than random ones.
+    """
     scored = [o for o in outcomes if o.deletion_drop is not None]
+    top, random = _mean([o.deletion_drop for o in scored]), _mean([o.random_drop for o in scored])
     return {
+        "worse_than_random": None if top is None or random is None else bool(top < random),
         "top_k_percent": top_k_percent, "n": len(scored), "n_empty_maps": len(outcomes) - len(scored),
         "mean_drop_top_k": _mean([o.deletion_drop for o in scored]),
         "mean_drop_random": _mean([o.random_drop for o in scored]),

@@ -74,6 +74,20 @@ PANEL_SIDE = 256  # pixels per image in a panel: a 128x128 input drawn at 2x, ne
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def explained_class(output: str, n_classes: int, predicted: int) -> int:
+    """The class whose score a stage's Grad-CAM map explains (the rule of ``score_seed``).
+
+    A single-sigmoid stage's map is always the positive class's evidence (e.g. IDC evidence), even for
+    a tile called negative; a softmax stage's map explains the predicted class.
+    """
+    return n_classes - 1 if output == "sigmoid" else int(predicted)
+
+
+def map_meaning(output: str, class_names: tuple[str, ...] | list[str]) -> str:
+    """What a stage's maps show, in words for a figure title."""
+    return f"{class_names[-1]} evidence" if output == "sigmoid" else "evidence for the predicted class"
+
+
 def gradcam_panel(rgb: np.ndarray, cam: np.ndarray, title: str, peak: float | None = None) -> np.ndarray:
     """A PNG-ready RGB panel a person can read: a title line (stage, label, probability), the
     model-input tile and its Grad-CAM overlay side by side at ``PANEL_SIDE`` pixels or more, and a

@@ -249,3 +249,32 @@ def test_evaluate_logs_a_start_and_an_end_line_per_precision_not_one_per_batch(i
     progress = [line for line in done.stderr.splitlines() if re.match(r"(fp32|int8) tiles: \d+/48$", line)]
     assert progress == ["fp32 tiles: 0/48", "fp32 tiles: 48/48", "int8 tiles: 0/48", "int8 tiles: 48/48"]
     assert not re.search(r"\b(8|16|24)/48\b", done.stderr)  # six batches each, none logged on its own
+
+
+@needs_tensorflow
+@pytest.mark.slow
+def test_an_idc_map_is_labelled_idc_evidence_and_its_deletion_is_measured_on_p_idc(evaluation, idc_bundle):
+    out, report, _ = evaluation
+    summary = (out / "summary.md").read_text()
+    assert "Grad-CAM of the predicted class" not in summary
+    assert "idc shows IDC-positive evidence" in summary
+    for result in report["results"].values():
+        assert result["map_meaning"] == "IDC-positive evidence"
+        deletion = result["deletion"]
+        flagged = deletion["mean_drop_top_k"] < deletion["mean_drop_random"]
+        assert deletion["worse_than_random"] is flagged
+        assert ("(worse than random)" in summary) is any(
+            r["deletion"]["worse_than_random"] for r in report["results"].values())
+    # The drop is in P(IDC-positive) for every tile, those called negative included: recompute one.
+    from edgehisto.evaluate import localisation as loc
+    from edgehisto.runtime.classifier import Classifier
+
+    with open(out / "idc_int8_predictions.csv", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["predicted"] == "IDC-negative" and r["deletion_drop"])
+    classifier = Classifier(idc_bundle, precision="int8")
+    (result,) = classifier.classify_paths([row["path"]], gradcam=True)
+    heat = loc.upsample_map(result.stages[0].cam, result.image.shape[:2])
+    deleted = loc.delete_pixels(result.image, loc.top_fraction_mask(heat, 0.2), classifier.spec.pad_value)
+    (after,) = classifier.classify_arrays([deleted])
+    expected = result.stages[0].probabilities["IDC-positive"] - after.stages[0].probabilities["IDC-positive"]
+    assert float(row["deletion_drop"]) == pytest.approx(expected, abs=1e-4)
