@@ -10,7 +10,7 @@ OUT ?= demo-output
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[train,test,kiosk,scale]"
@@ -52,34 +52,26 @@ endif
 EH := $(VENV)/bin/edgehisto
 IDC_DATA ?= ../shared/data/idc
 HAVE_IDC := $(firstword $(wildcard $(IDC_DATA)/*/1))
-BREAKHIS_DATA ?= ../shared/data/breakhis/real
-HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/BreaKHis_v1)
+BREAKHIS_DATA ?= ../shared/data/breakhis
+HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/real/BreaKHis_v1 $(BREAKHIS_DATA)/BreaKHis_v1)
 
-# Classify tiles with the embedded default model and write Grad-CAM overlays: synthetic tiles
-# always, real held-out patients' tiles when ../shared/data/idc exists. No training.
+# The embedded models on real tissue, no training: 24 real IDC patches of the default model's test
+# patients ship in samples/idc (attributed there), so this shows labels that mean something on a
+# fresh machine. With ../shared/data present, both models are also scored on their held-out patients.
 demo: install
 	rm -rf $(OUT)
 	$(EH) models
+	@echo "== The embedded IDC model on 24 real patches of patients it never saw (samples/idc, sources in its README)"
+	$(EH) evaluate idc samples/idc --out $(OUT)/idc-samples --precision int8 --all-tiles --show-tiles --panel-n 3
 ifneq ($(HAVE_IDC),)
-	@echo "== The embedded IDC model on its held-out patients (real tissue from $(IDC_DATA))"
+	@echo "== The embedded IDC model on its held-out test patients (real tissue from $(IDC_DATA))"
 	$(EH) evaluate idc $(IDC_DATA) --out $(OUT)/idc-held-out --precision int8 --limit 400
-	$(EH) classify "$(IDC_DATA)/8950/1/*_x1[0-4]01_y*" "$(IDC_DATA)/8865/0/*_x1[0-9]01_y11*" --precision int8 \
-		--gradcam $(OUT)/gradcam-idc
-else
-	@echo "== $(IDC_DATA) is absent: classifying synthetic tiles. The embedded model was trained on real"
-	@echo "   tissue and does not transfer to synthetic tiles, so these labels show the mechanics only."
-	@echo "   No real tissue ships with edgehisto (the datasets' copies stay outside the repository and the"
-	@echo "   wheel). To see a model that works on what it is shown, run make demo-pipeline (about 3 minutes:"
-	@echo "   it trains on synthetic tiles and scores its held-out patients); for real tissue, put the IDC"
-	@echo "   patches in $(IDC_DATA) or run make demo IDC_DATA=/your/copy (README, Data)."
-	$(EH) synth idc --out $(OUT)/synthetic-tiles --n 24 --seed 0
-	$(EH) classify $(OUT)/synthetic-tiles --precision int8 --gradcam $(OUT)/gradcam-synthetic
 endif
-ifneq ($(and $(HAVE_BREAKHIS),$(wildcard runtime/models/breakhis/manifest.json)),)
-	@echo "== The embedded BreaKHis model on its held-out patients (real images from $(BREAKHIS_DATA))"
+ifneq ($(HAVE_BREAKHIS),)
+	@echo "== The embedded BreaKHis model on its held-out test slides (real fields from $(BREAKHIS_DATA))"
 	$(EH) evaluate breakhis $(BREAKHIS_DATA) --out $(OUT)/breakhis-held-out --precision int8
 endif
-	@echo "Reports with Grad-CAM panels: $(OUT)/*-held-out/summary.md; overlays and raw maps: $(OUT)/gradcam-*"
+	@echo "Reports with Grad-CAM panels: $(OUT)/idc-samples/summary.md$(if $(HAVE_IDC), and $(OUT)/idc-held-out/summary.md)$(if $(HAVE_BREAKHIS), and $(OUT)/breakhis-held-out/summary.md)"
 	@echo "Run edgehisto yourself: source .venv/bin/activate, then e.g. edgehisto classify --help"
 
 # The whole pipeline on synthetic tiles: synthesise, train, export with parity, classify, evaluate;
@@ -163,6 +155,7 @@ endif
 	$(PY) benchmarks/hostile_memory.py --out $(BENCH_OUT)/hostile_memory.json
 	$(PY) benchmarks/kiosk_load.py --out $(BENCH_OUT)
 	$(PY) benchmarks/scale_throughput.py --out $(BENCH_OUT) --tiles 1000 --rounds 1
+	$(PY) benchmarks/map_throughput.py --out $(BENCH_OUT)
 
 # The DenseNet121 hierarchy with every variant: the embedded BreaKHis model ships ONNX only, so this
 # trains a three-model hierarchy and a multitask model for one epoch (the real images when

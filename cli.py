@@ -16,14 +16,14 @@ from edgehisto.errors import EdgehistoError
 
 # command name -> "module:attribute"; adding a command is one module and one entry here.
 COMMANDS: dict[str, str] = {
-    "synth": "edgehisto.data.cli_synth:synth",
-    "inspect": "edgehisto.data.cli_inspect:inspect_cmd",
+    "synth": "edgehisto.datasets.cli_synth:synth",
+    "inspect": "edgehisto.datasets.cli_inspect:inspect_cmd",
     "train": "edgehisto.train.cli_train:train",
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
-    "default-model": "edgehisto.export.cli_default_model:default_model",
-    "breakhis-model": "edgehisto.export.cli_breakhis_model:breakhis_model",
+    "default-model": "edgehisto.release.cli_default_model:default_model",
+    "breakhis-model": "edgehisto.release.cli_breakhis_model:breakhis_model",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",
@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "verify": "edgehisto.runtime.cli_verify:verify",
     "serve": "edgehisto.kiosk.cli_serve:serve",
     "batch": "edgehisto.scale.cli_batch:batch",
+    "map": "edgehisto.maps.cli_map:map_cmd",
 }
 
 

@@ -246,7 +246,7 @@ def tune_onnxruntime(bundle_dir: Path, variants_dir: Path, data_dir: Path | None
                      limit: int = 256, log: Callable[[str], None] = no_progress) -> dict:
     """Measure every runtime/export choice on the bundle's entry stage (batch 1); returns the report."""
     from edgehisto.bundle.preprocess import load_resized
-    from edgehisto.data.labelled import labelled_tiles
+    from edgehisto.datasets.labelled import labelled_tiles
 
     bundle = load_bundle(bundle_dir)
     stage = bundle.stages[bundle.entry_stage]

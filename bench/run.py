@@ -213,7 +213,7 @@ def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path,
     resize, stages), the same from the preprocessed tensor, and only the session runs of the stages
     that ran (the floor). Their ratios say where routed time goes outside the models.
     """
-    from edgehisto.data.tasks import END_TO_END_CLASSES, TASKS, routed_labels
+    from edgehisto.datasets.tasks import END_TO_END_CLASSES, TASKS, routed_labels
 
     task = TASKS[bundle.task]
     classes = END_TO_END_CLASSES[task.name]
@@ -264,7 +264,7 @@ def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path,
 def _bench_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Path, list[str], np.ndarray]:
     """The bundle's held-out tiles under ``data_dir``, else under its recorded data root, else every
     tile of ``data_dir``: one ``--data`` can serve several bundles of different tasks."""
-    from edgehisto.data.labelled import held_out_relpaths, labelled_tiles
+    from edgehisto.datasets.labelled import held_out_relpaths, labelled_tiles
 
     if data_dir is not None and not held_out_relpaths(bundle, Path(data_dir)):
         try:
@@ -277,7 +277,7 @@ def _bench_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[Pat
 def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
                  log: Callable[[str], None] = no_progress) -> dict:
     """Measure one bundle: per-stage variants, roofline, routing, whole-process cold start and RSS."""
-    from edgehisto.data.tasks import TASKS
+    from edgehisto.datasets.tasks import TASKS
 
     bundle = load_bundle(bundle_dir)
     root, relpaths, labels = _bench_tiles(bundle, data_dir, config.limit)

@@ -28,9 +28,11 @@ from edgehisto.bundle.manifest import PRECISIONS
               help="Evaluate a bundle that failed (or never ran) its parity gates; the report says so.")
 @click.option("--all-tiles", is_flag=True,
               help="Score every tile of DATA_DIR, not only the bundle's held-out test tiles found there.")
+@click.option("--show-tiles", is_flag=True,
+              help="Also print one line per tile: its true label, the call, whether it was right, P(call).")
 def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, limit: int | None,
              panel_n: int, top_k_percent: float, seed: int, batch_size: int, allow_failed_parity: bool,
-             all_tiles: bool) -> None:
+             all_tiles: bool, show_tiles: bool) -> None:
     """Evaluate a bundle with onnxruntime on labelled tiles (IDC or BreaKHis layout): metrics per
     stage, precision and end to end, Grad-CAM panels, localisation against lesion masks and a
     deletion test. Only the bundle's held-out test tiles are scored when DATA_DIR holds them.
@@ -56,6 +58,8 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
             line += (f"; deleting the map's top {top_k_percent:g}% ({result['map_meaning']}) costs "
                      f"{_fmt(deletion['mean_drop_top_k'], 4)} vs random {_fmt(deletion['mean_drop_random'], 4)}"
                      + (" (WORSE THAN RANDOM)" if deletion.get("worse_than_random") else ""))
+        if show_tiles and "predictions" in result["files"]:
+            _echo_tiles(out_dir / result["files"]["predictions"], data_dir)
         click.echo(line)
         for name, scores in result.get("localisation", {}).items():
             click.echo(f"  {name} ({scores['n']} with masks): pointing game {_fmt(scores['pointing_game'])}, "
@@ -69,3 +73,19 @@ def evaluate(bundle_dir: Path, data_dir: Path, out_dir: Path, precision: str, li
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _echo_tiles(predictions: Path, data_dir: Path) -> None:
+    """One aligned line per tile of a predictions CSV: file, true label, call, right or wrong, P(call)."""
+    import csv
+
+    with open(predictions, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    names = [str(Path(r["path"]).relative_to(data_dir.resolve())) if Path(r["path"]).is_relative_to(
+        data_dir.resolve()) else Path(r["path"]).name for r in rows]
+    width = max([len("file"), *map(len, names)])
+    click.echo(f"{'file':<{width}}  {'true':<14} {'called':<14} {'right':<5}  p(called)")
+    for name, row in zip(names, rows, strict=True):
+        right = "yes" if row["true"] == row["predicted"] else "NO"
+        p_called = float(row["confidence"])
+        click.echo(f"{name:<{width}}  {row['true']:<14} {row['predicted']:<14} {right:<5}  {p_called:.3f}")

@@ -26,11 +26,12 @@ import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.bundle.preprocess import normalize
-from edgehisto.data.labelled import even_subsample
+from edgehisto.datasets.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
 from edgehisto.evaluate import localisation as loc
 from edgehisto.evaluate.gradcam_panels import PanelTile, write_class_grid, write_class_panel
-from edgehisto.evaluate.metrics import classification_metrics, write_metrics
+from edgehisto.metrics.figures import write_metrics
+from edgehisto.metrics.scores import classification_metrics
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.gradcam import explained_class, map_meaning
 
@@ -81,16 +82,16 @@ def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None,
     By default only the bundle's held-out test tiles are scored when they are all under
     ``data_dir``: scoring the tiles a model was trained on would flatter it.
     """
-    from edgehisto.data.labelled import held_out_relpaths
-    from edgehisto.data.tasks import TASKS, breakhis_labels
+    from edgehisto.datasets.labelled import held_out_relpaths
+    from edgehisto.datasets.tasks import TASKS, breakhis_labels
 
     if bundle.task == "idc":
-        from edgehisto.data.datasets.idc import scan_idc
+        from edgehisto.datasets.idc import scan_idc
 
         dataset = scan_idc(Path(data_dir))
         labels = dataset.labels
     elif bundle.task == "breakhis":
-        from edgehisto.data.datasets.breakhis import scan_breakhis
+        from edgehisto.datasets.breakhis import scan_breakhis
 
         dataset = scan_breakhis(Path(data_dir))
         labels = breakhis_labels(dataset)
@@ -114,7 +115,7 @@ def bundle_tiles(bundle: Bundle, data_dir: Path, limit: int | None,
 
 def routed_metrics(classifier: Classifier, bundle: Bundle, tiles: Sequence[LabelledTile]) -> dict:
     """End-to-end metrics of the routed label (e.g. BreaKHis 8-class), as the runtime routes."""
-    from edgehisto.data.tasks import END_TO_END_CLASSES
+    from edgehisto.datasets.tasks import END_TO_END_CLASSES
 
     classes = END_TO_END_CLASSES[bundle.task]
     results = classifier.classify_paths([t.path for t in tiles])

@@ -34,8 +34,8 @@ from edgehisto.bundle import tensors
 from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha256_of
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.provenance import provenance
-from edgehisto.data.splits import read_split
-from edgehisto.data.tasks import TASKS
+from edgehisto.datasets.splits import read_split
+from edgehisto.datasets.tasks import TASKS
 from edgehisto.errors import ExportError
 from edgehisto.export.calibration import calibration_draw, preprocessed_tiles
 from edgehisto.export.convert import OPSET, split_at, to_onnx

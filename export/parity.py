@@ -22,7 +22,7 @@ import numpy as np
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
-from edgehisto.data.labelled import labelled_tiles
+from edgehisto.datasets.labelled import labelled_tiles
 from edgehisto.runtime.classifier import Classifier
 
 
@@ -66,7 +66,7 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     thresholds = thresholds or Thresholds()
     import keras
 
-    from edgehisto.data.tasks import TASKS, routed_labels
+    from edgehisto.datasets.tasks import TASKS, routed_labels
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
 
     bundle = load_bundle(bundle_dir)
@@ -120,7 +120,7 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
 def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x: np.ndarray, labels: np.ndarray,
                   keras_routed: np.ndarray, thresholds: Thresholds) -> None:
     """The end-to-end label after routing, from the runtime's own routing code, vs Keras routing."""
-    from edgehisto.data.tasks import END_TO_END_CLASSES
+    from edgehisto.datasets.tasks import END_TO_END_CLASSES
 
     classes = END_TO_END_CLASSES[task.name]
     routed = {}

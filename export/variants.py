@@ -58,7 +58,7 @@ def calibration_set(bundle: Bundle, data_dir: Path, count: int, seed: int) -> tu
     Export calibrates on the run's training split; the bundle does not carry that, so the draw here
     comes from every tile of ``data_dir`` that is not one of the bundle's held-out test tiles.
     """
-    from edgehisto.data.tasks import TASKS
+    from edgehisto.datasets.tasks import TASKS
     from edgehisto.export.calibration import calibration_images
 
     tiles = TASKS[bundle.task].scan(Path(data_dir))

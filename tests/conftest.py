@@ -94,7 +94,7 @@ needs_shared_idc = pytest.mark.skipif(not SHARED_IDC.is_dir(), reason="../shared
 @pytest.fixture(scope="session")
 def synth_idc_dir(tmp_path_factory) -> Path:
     """240 synthetic IDC tiles from 6 patients (numpy + OpenCV only)."""
-    from edgehisto.data.synth_idc import synthesize_idc
+    from edgehisto.datasets.synth_idc import synthesize_idc
 
     out = tmp_path_factory.mktemp("synth_idc")
     synthesize_idc(out, 240, seed=0, n_patients=6)
@@ -126,7 +126,7 @@ def idc_bundle(idc_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth_breakhis_dir(tmp_path_factory) -> Path:
     """64 synthetic 700x460 BreaKHis images: every subtype at every magnification."""
-    from edgehisto.data.synth_breakhis import synthesize_breakhis
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
     out = tmp_path_factory.mktemp("synth_breakhis")
     synthesize_breakhis(out, 64, seed=0, n_patients_per_subtype=3)

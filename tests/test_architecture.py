@@ -11,21 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# room -> the rooms it may import. Data flows images -> data -> train -> export -> bundle ->
-# runtime -> results; bench and evaluate read bundles; the kiosk serves the runtime. The top-level
-# cli imports everything lazily.
-ALLOWED = {
-    "errors": set(),
-    "bundle": {"errors"},
-    "runtime": {"bundle", "errors"},
-    "data": {"bundle", "errors"},
-    "train": {"data", "bundle", "errors", "evaluate.metrics"},
-    "export": {"train", "data", "bundle", "runtime", "errors", "evaluate.metrics"},
-    "evaluate": {"runtime", "bundle", "data", "errors"},
-    "bench": {"runtime", "bundle", "data", "errors"},
-    "kiosk": {"runtime", "bundle", "errors"},
-    "scale": {"runtime", "bundle", "errors"},
-}
+from edgehisto.rooms import ROOMS  # noqa: E402  (the one source of the doors; the README's table follows it)
+
+ALLOWED = {room: set(doors) for room, (doors, _) in ROOMS.items()}
 
 
 def project_imports(path: Path) -> set[str]:
@@ -47,7 +35,7 @@ def crossing_imports() -> list[tuple[str, str]]:
     """(file, module) pairs that import a room the file's room may not import."""
     bad = []
     for room, allowed in ALLOWED.items():
-        files = [ROOT / "errors.py"] if room == "errors" else sorted((ROOT / room).rglob("*.py"))
+        files = [ROOT / f"{room}.py"] if (ROOT / f"{room}.py").is_file() else sorted((ROOT / room).rglob("*.py"))
         for path in files:
             for module in project_imports(path):
                 target = room_of(module)
@@ -84,3 +72,13 @@ def test_no_committed_file_holds_a_machine_path():
         text = path.read_text(encoding="utf-8", errors="ignore")
         offenders += [f"{name}: {m.group(0)}" for m in ABSOLUTE_PATH.finditer(text)]
     assert offenders == []
+
+
+def test_the_readme_room_table_states_the_doors_of_rooms_py():
+    table = {}
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+            table[cells[0].strip("`")] = {d.strip() for d in cells[2].split(",") if d.strip()}
+    expected = {room: set(doors) for room, (doors, _) in ROOMS.items() if room != "errors"}
+    assert table == expected

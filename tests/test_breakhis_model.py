@@ -36,7 +36,7 @@ def test_models_lists_both_embedded_models_by_the_names_classify_takes(tmp_path)
 
 
 def test_classify_by_name_routes_a_field_with_a_map_per_stage_and_warns_on_a_patch(tmp_path):
-    from edgehisto.data.synth_breakhis import synthesize_breakhis
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
     synthesize_breakhis(tmp_path / "synth", 8, seed=5)
     field = next(p for p in (tmp_path / "synth").rglob("SOB_*.png") if not p.name.endswith("_mask.png"))
@@ -58,7 +58,7 @@ def test_classify_by_name_routes_a_field_with_a_map_per_stage_and_warns_on_a_pat
 
 
 def test_the_package_copy_ships_no_real_image_and_fits_the_wheel_budget(card):
-    from edgehisto.export.breakhis_model import MAX_BUNDLE_BYTES
+    from edgehisto.release.breakhis_model import MAX_BUNDLE_BYTES
 
     files = [p for p in BUNDLE.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= MAX_BUNDLE_BYTES

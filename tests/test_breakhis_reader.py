@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehisto.data.datasets.breakhis import (
+from edgehisto.datasets.breakhis import (
     ALL_SUBTYPES,
     SUBTYPE_NAMES,
     looks_like_breakhis,

@@ -43,7 +43,7 @@ def test_models_command_lists_the_default():
 @needs_shared_idc
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_model_card_metrics_match_what_the_runtime_measures_on_the_test_patients(precision):
-    from edgehisto.export.model_card import binary_metrics
+    from edgehisto.metrics.scores import binary_metrics
     from edgehisto.runtime.classifier import Classifier
 
     card = json.loads((BUNDLE / "model_card.json").read_text())

@@ -1,4 +1,4 @@
-"""``edgehisto default-model``: a thin command over ``export/default_model.py``'s library functions."""
+"""``edgehisto default-model``: a thin command over ``release/default_model.py``'s library functions."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_a_malformed_or_missing_candidate_is_a_usage_error(tmp_path, candidate):
 def test_installing_without_candidates_raises_an_export_error(tmp_path):
     pytest.importorskip("tensorflow")
     from edgehisto.errors import ExportError
-    from edgehisto.export.default_model import install
+    from edgehisto.release.default_model import install
 
     with pytest.raises(ExportError, match="no candidate"):
         install([], tmp_path, dest=tmp_path / "dest")

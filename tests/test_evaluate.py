@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from edgehisto.bundle.manifest import Bundle, load_bundle
 from edgehisto.bundle.preprocess import PreprocessSpec
-from edgehisto.data.labelled import even_subsample
+from edgehisto.datasets.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
 from edgehisto.evaluate import localisation as loc
 from edgehisto.evaluate.evaluate_bundle import (

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgehisto.data.datasets.idc import scan_idc
+from edgehisto.datasets.idc import scan_idc
 from edgehisto.errors import DatasetLayoutError
 
 REAL_IDC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "idc"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgehisto.bundle.input_guard import ExpectedInput
-from edgehisto.data.tasks import BREAKHIS, IDC
+from edgehisto.datasets.tasks import BREAKHIS, IDC
 from edgehisto.errors import UnsupportedManifest
 from tests.test_exit_codes import run
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli, main
-from edgehisto.data.inspect_data import inspect_dataset
+from edgehisto.datasets.inspect_data import inspect_dataset
 from edgehisto.errors import DatasetLayoutError
 
 

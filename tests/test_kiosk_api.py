@@ -175,7 +175,7 @@ def test_a_capture_swapped_for_a_link_is_refused_not_followed(tmp_path):
 
 @pytest.mark.skipif("breakhis" not in embedded_bundles(), reason="no embedded BreaKHis bundle in this checkout")
 def test_the_hierarchy_record_carries_the_subtype_and_every_stage_map(tmp_path):
-    from edgehisto.data.synth_breakhis import synthesize_breakhis
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
     synthesize_breakhis(tmp_path / "synth", 8, seed=2)
     image = next(p for p in (tmp_path / "synth").rglob("SOB_M_*.png") if not p.name.endswith("_mask.png"))

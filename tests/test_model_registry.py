@@ -33,7 +33,7 @@ def test_every_task_model_is_registered_with_an_output_kind_and_a_gradcam_layer(
 
 
 def test_the_idc_models_native_size_is_the_datasets_tile_size():
-    from edgehisto.data.datasets.idc import TILE_SIZE
+    from edgehisto.datasets.idc import TILE_SIZE
     from edgehisto.train.idc import idc_preprocess_spec
 
     assert MODELS["idc_cnn"].native_size == TILE_SIZE

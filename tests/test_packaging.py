@@ -46,7 +46,7 @@ def test_the_build_declares_every_data_folder_it_ships(wheel_build):
 def test_wheel_contains_every_stage_package_and_no_tests(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("edgehisto/__main__.py", "edgehisto/cli.py", "edgehisto/runtime/classifier.py",
-                   "edgehisto/data/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py",
+                   "edgehisto/datasets/idc.py", "edgehisto/export/onnx_grad.py", "edgehisto/bench/run.py",
                    "edgehisto/kiosk/app.py", "edgehisto/kiosk/static/index.html", "edgehisto/kiosk/static/kiosk.js",
                    "edgehisto/kiosk/static/kiosk.css"):
         assert module in names, module

@@ -35,7 +35,7 @@ def _assert_identical(root, relpaths, input_size):
 
 @pytest.mark.parametrize("input_size", [128, 50])
 def test_runtime_preprocessing_equals_training_on_synthetic_tiles(synth_idc_dir, input_size):
-    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.datasets.idc import scan_idc
 
     dataset = scan_idc(synth_idc_dir)
     undersized = [t.relpath for t in dataset.undersized]
@@ -46,7 +46,7 @@ def test_runtime_preprocessing_equals_training_on_synthetic_tiles(synth_idc_dir,
 
 @needs_shared_idc
 def test_runtime_preprocessing_equals_training_on_real_tiles():
-    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.datasets.idc import scan_idc
 
     dataset = scan_idc(SHARED_IDC)
     relpaths = dataset.relpaths[::200] + [t.relpath for t in dataset.undersized]

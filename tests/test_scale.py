@@ -20,7 +20,7 @@ BAD = {"text.png": b"not an image\n", "empty.png": b"", "truncated.png": None}
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory) -> Path:
     """300 synthetic IDC tiles and three bad files, in nested folders."""
-    from edgehisto.data.synth_idc import synthesize_idc
+    from edgehisto.datasets.synth_idc import synthesize_idc
 
     root = tmp_path_factory.mktemp("batch") / "tiles"
     synthesize_idc(root, 300, seed=3)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgehisto.data.splits import (
+from edgehisto.datasets.splits import (
     SIDES,
     image_level_split,
     patient_grouped_split,
@@ -130,7 +130,7 @@ def _manifest_patients() -> list[str]:
 @pytest.mark.shared_data
 @pytest.mark.skipif(not REAL_IDC.is_dir(), reason="real IDC data (../shared/data/idc) absent")
 def test_real_idc_default_split_keeps_patients_whole_and_both_classes_per_side() -> None:
-    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.datasets.idc import scan_idc
 
     dataset = scan_idc(REAL_IDC)
     labels, patients = dataset.labels, dataset.patients

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgehisto.train.starts import binary_figures, grouped_folds, patient_vote, summarize_cv
+from edgehisto.metrics.scores import binary_figures, grouped_folds, patient_vote
+from edgehisto.train.starts import summarize_cv
 
 
 def test_grouped_folds_hold_every_group_out_exactly_once_and_never_split_one():

@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli
-from edgehisto.data.datasets.breakhis import (
+from edgehisto.datasets.breakhis import (
     ALL_SUBTYPES,
     MAGNIFICATIONS,
     MALIGNANT_SUBTYPES,
     BreakhisDataset,
     scan_breakhis,
 )
-from edgehisto.data.synth_breakhis import (
+from edgehisto.datasets.synth_breakhis import (
     BreakhisSynthSummary,
     render_breakhis_image,
     synthesize_breakhis,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgehisto.cli import cli
-from edgehisto.data.synth_idc import SynthSummary, render_idc_tile, synthesize_idc
+from edgehisto.datasets.synth_idc import SynthSummary, render_idc_tile, synthesize_idc
 from edgehisto.errors import DatasetLayoutError
 
 TILE_NAME = re.compile(r"^(\d+)_idx5_x(\d+)_y(\d+)_class([01])\.png$")
@@ -132,7 +132,7 @@ def test_malignant_nuclei_are_coarser_than_benign_ones_at_the_tile_resolution() 
     # downsampling to 50 px: blurring by one tile pixel keeps more of a nest's contrast when its
     # nuclei are big. That alone must order malignant above benign nests (AUC >= 0.99); with
     # nuclei under a tile pixel in radius it misordered 2-7 % of pairs.
-    from edgehisto.data.synth_idc import _SUPERSAMPLE, TILE_SIZE, _nest
+    from edgehisto.datasets.synth_idc import _SUPERSAMPLE, TILE_SIZE, _nest
 
     side = (TILE_SIZE, TILE_SIZE)
 

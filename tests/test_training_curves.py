@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
 def test_a_one_epoch_history_draws_a_visible_marker_for_every_series():
     from matplotlib import pyplot as plt
 
-    from edgehisto.evaluate.metrics import history_figure
+    from edgehisto.metrics.figures import history_figure
 
     fig = history_figure({"loss": [0.7], "val_loss": [0.6], "accuracy": [0.5], "val_accuracy": [0.55]})
     lines = [line for ax in fig.axes for line in ax.lines]
@@ -27,7 +27,7 @@ def test_a_one_epoch_history_draws_a_visible_marker_for_every_series():
 def test_the_epoch_axis_shows_whole_epochs_only(epochs):
     from matplotlib import pyplot as plt
 
-    from edgehisto.evaluate.metrics import history_figure
+    from edgehisto.metrics.figures import history_figure
 
     fig = history_figure({"loss": [0.7] * epochs, "val_loss": [0.6] * epochs})
     fig.canvas.draw()
@@ -40,7 +40,7 @@ def test_the_epoch_axis_shows_whole_epochs_only(epochs):
 
 
 def test_the_curves_png_is_written(tmp_path):
-    from edgehisto.evaluate.metrics import plot_history
+    from edgehisto.metrics.figures import plot_history
 
     plot_history({"loss": [0.7], "val_loss": [0.6]}, tmp_path / "model_curves.png")
     assert (tmp_path / "model_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -45,7 +45,7 @@ def test_without_keras_bar_steps_are_reported_no_more_often_than_asked():
 
 @pytest.fixture(scope="module")
 def small_idc(tmp_path_factory) -> Path:
-    from edgehisto.data.synth_idc import synthesize_idc
+    from edgehisto.datasets.synth_idc import synthesize_idc
 
     out = tmp_path_factory.mktemp("idc")
     synthesize_idc(out, 96, seed=1, n_patients=4)

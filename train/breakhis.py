@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.preprocess import PreprocessSpec
-from edgehisto.data.datasets.breakhis import DEFAULT_SPLIT_KEY
-from edgehisto.data.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
+from edgehisto.datasets.breakhis import DEFAULT_SPLIT_KEY
+from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
 from edgehisto.train.fit import FitConfig
 from edgehisto.train.models import MODELS, arch_models, model_spec
 
@@ -169,7 +169,8 @@ def _stage_probabilities(models: dict, x_dataset, arch: str) -> dict[str, np.nda
 
 def evaluate_hierarchy(models: dict, arrays, spec, config: BreakhisConfig, run_dir: Path) -> dict:
     """Test-split metrics per stage (on tiles the stage applies to) and end-to-end 8-class."""
-    from edgehisto.evaluate.metrics import classification_metrics, write_metrics
+    from edgehisto.metrics.figures import write_metrics
+    from edgehisto.metrics.scores import classification_metrics
     from edgehisto.train.data import make_dataset
 
     test = arrays["test"]
@@ -197,8 +198,8 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
     import keras
 
     from edgehisto.bundle.provenance import provenance
-    from edgehisto.data.datasets.breakhis import scan_breakhis, split_groups
-    from edgehisto.data.splits import summarize_split, write_split
+    from edgehisto.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.datasets.splits import summarize_split, write_split
     from edgehisto.train.fit import load_sides, split_sides
 
     if config.arch not in ARCH_MODELS:

@@ -15,7 +15,7 @@ from typing import get_args
 
 import click
 
-from edgehisto.data.datasets.breakhis import MAGNIFICATIONS, SplitKey
+from edgehisto.datasets.breakhis import MAGNIFICATIONS, SplitKey
 from edgehisto.train.breakhis import ARCH_MODELS, BreakhisConfig
 from edgehisto.train.fit import SPLIT_METHODS, FitConfig
 from edgehisto.train.idc import DEFAULT_MODEL, TrainConfig

@@ -83,7 +83,7 @@ def fit_progress(log: Callable[[str], None], name: str, verbose: int, every_seco
 
 def split_sides(labels: np.ndarray, groups: np.ndarray, config: FitConfig) -> np.ndarray:
     """Patient-grouped stratified split (default) or the seed's image-level stratified split."""
-    from edgehisto.data.splits import image_level_split, patient_grouped_split
+    from edgehisto.datasets.splits import image_level_split, patient_grouped_split
 
     fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
     if config.split == "image":
@@ -139,7 +139,7 @@ def fit_model(model, train_ds, val_ds, config, run_dir: Path, stem: str, class_w
 
     ``log`` gets a line as fitting starts and, without Keras's per-step bar, one every minute or so.
     """
-    from edgehisto.evaluate.metrics import plot_history
+    from edgehisto.metrics.figures import plot_history
 
     callbacks = [*seed_callbacks(config, run_dir / f"{stem}_history.csv"), fit_progress(log, stem, config.verbose)]
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=class_weight,
@@ -159,7 +159,8 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
     import keras
 
     from edgehisto.bundle.provenance import provenance
-    from edgehisto.evaluate.metrics import classification_metrics, write_metrics
+    from edgehisto.metrics.figures import write_metrics
+    from edgehisto.metrics.scores import classification_metrics
     from edgehisto.train.data import make_dataset
 
     class_names = run_info["class_names"]

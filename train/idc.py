@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgehisto.bundle.preprocess import PreprocessSpec
-from edgehisto.data.tasks import IDC
+from edgehisto.datasets.tasks import IDC
 from edgehisto.train.fit import FitConfig, split_sides
 from edgehisto.train.models import MODELS, model_spec
 
@@ -51,8 +51,8 @@ def train_idc(
     """
     import keras
 
-    from edgehisto.data.datasets.idc import scan_idc
-    from edgehisto.data.splits import summarize_split, write_split
+    from edgehisto.datasets.idc import scan_idc
+    from edgehisto.datasets.splits import summarize_split, write_split
     from edgehisto.train.fit import fit_and_save
 
     registered = model_spec(config.model, IDC.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgehisto.data.datasets.idc import TILE_SIZE as IDC_TILE_SIZE
+from edgehisto.datasets.idc import TILE_SIZE as IDC_TILE_SIZE
 from edgehisto.errors import UnknownModel
 
 DEFAULT_INPUT_SIZE = 128  # the seed's model input side (IDC tiles upsampled, BreaKHis images downsampled)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.data.tasks import BREAKHIS
+from edgehisto.datasets.tasks import BREAKHIS
+from edgehisto.metrics.scores import binary_figures, grouped_folds, patient_vote
 
 START_SCRATCH = "scratch"
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
@@ -64,9 +65,9 @@ def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
     """
     import keras
 
-    from edgehisto.data.datasets.idc import scan_idc
-    from edgehisto.data.splits import patient_grouped_split
-    from edgehisto.evaluate.metrics import classification_metrics
+    from edgehisto.datasets.idc import scan_idc
+    from edgehisto.datasets.splits import patient_grouped_split
+    from edgehisto.metrics.scores import classification_metrics
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
     from edgehisto.train.fit import fit_progress, predict_probabilities
@@ -106,41 +107,6 @@ def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
     return record
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Held-out index arrays of a ``StratifiedGroupKFold`` over ``groups``, stratified by ``labels``."""
-    import warnings
-
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # thin subtypes: fewer members than folds
-        return [held for _, held in splitter.split(np.zeros(len(labels)), labels, groups)]
-
-
-def binary_figures(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    """Accuracy, balanced accuracy, sensitivity (malignant recall) and specificity (benign recall)."""
-    truth, predicted = np.asarray(truth), np.asarray(predicted)
-    sensitivity = float((predicted[truth == 1] == 1).mean()) if (truth == 1).any() else float("nan")
-    specificity = float((predicted[truth == 0] == 0).mean()) if (truth == 0).any() else float("nan")
-    return {"n": int(len(truth)), "accuracy": float((truth == predicted).mean()),
-            "balanced_accuracy": float(np.nanmean([sensitivity, specificity])),
-            "sensitivity": sensitivity, "specificity": specificity}
-
-
-def patient_vote(truth: np.ndarray, probabilities: np.ndarray, patients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-patient (truth, majority-vote prediction); ties go to the higher mean probability."""
-    truths, votes = [], []
-    for patient in sorted(set(patients)):
-        rows = patients == patient
-        labels = probabilities[rows].argmax(1)
-        counts = np.bincount(labels, minlength=probabilities.shape[1])
-        top = np.flatnonzero(counts == counts.max())
-        votes.append(int(top[np.argmax(probabilities[rows].mean(0)[top])]))
-        truths.append(int(np.bincount(truth[rows]).argmax()))
-    return np.array(truths), np.array(votes)
-
-
 def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], config: CVConfig,
                log: Callable[[str], None] = _LOG.info) -> dict:
     """Train the binary stage once per (fold, start); score each held-out fold; write ``cv.json``.
@@ -150,8 +116,8 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     """
     import keras
 
-    from edgehisto.data.datasets.breakhis import scan_breakhis, split_groups
-    from edgehisto.data.tasks import breakhis_labels
+    from edgehisto.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.datasets.tasks import breakhis_labels
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
     from edgehisto.train.fit import class_weight_map, fit_progress, predict_probabilities
@@ -215,11 +181,17 @@ def summarize_cv(record: dict) -> dict:
         for level in ("image", "patient"):
             per_fold = [f["starts"][name][level] for f in record["folds"] if name in f["starts"]]
             summary[name][level] = {
-                key: {"mean": float(np.nanmean([p[key] for p in per_fold])),
-                      "sd": float(np.nanstd([p[key] for p in per_fold], ddof=1)) if len(per_fold) > 1 else 0.0}
+                key: _spread([p[key] for p in per_fold])
                 for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity")}
             summary[name][level]["folds"] = len(per_fold)
     return summary
+
+
+def _spread(values: list) -> dict:
+    """Mean and sample sd over the folds that could measure it (None: a class absent from the fold)."""
+    measured = [v for v in values if v is not None]
+    return {"mean": float(np.mean(measured)) if measured else None,
+            "sd": float(np.std(measured, ddof=1)) if len(measured) > 1 else 0.0, "measured_folds": len(measured)}
 
 
 def plot_cv(record: dict, path: Path) -> None:
@@ -253,8 +225,8 @@ def probe_features(data_dir: Path, weights: str | None, input_size: int = 128) -
     """Per image: the backbone's pooled features (``weights`` or a random start) and colour statistics."""
     import keras
 
-    from edgehisto.data.datasets.breakhis import scan_breakhis
-    from edgehisto.data.tasks import breakhis_labels
+    from edgehisto.datasets.breakhis import scan_breakhis
+    from edgehisto.datasets.tasks import breakhis_labels
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, normalize_tf
     from edgehisto.train.models import create_model
@@ -287,8 +259,8 @@ def linear_probes(data_dir: Path, out_dir: Path, weights: str | None, folds: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from edgehisto.data.datasets.breakhis import scan_breakhis, split_groups
-    from edgehisto.data.tasks import breakhis_labels
+    from edgehisto.datasets.breakhis import scan_breakhis, split_groups
+    from edgehisto.datasets.tasks import breakhis_labels
 
     dataset = scan_breakhis(data_dir)
     labels, groups = breakhis_labels(dataset), split_groups(dataset, split_key)

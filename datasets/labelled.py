@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import Bundle
-from edgehisto.data.tasks import TASKS
+from edgehisto.datasets.tasks import TASKS
 from edgehisto.errors import EdgehistoError
 
 

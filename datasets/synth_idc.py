@@ -17,8 +17,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from edgehisto.data.datasets.idc import TILE_SIZE
-from edgehisto.data.synth_he import EOSIN, HAEMATOXYLIN, points_in
+from edgehisto.datasets.idc import TILE_SIZE
+from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in
 from edgehisto.errors import DatasetLayoutError
 
 # Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, load_bundle
-from edgehisto.data.splits import read_split
+from edgehisto.datasets.splits import read_split
+from edgehisto.metrics.scores import binary_metrics
 from edgehisto.runtime.classifier import Classifier
 
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
@@ -23,28 +24,6 @@ PUBLISHED = {"Janowczyk & Madabhushi 2016": 0.85, "later work": 0.89}
 # The IDC patients whose copies come from iotJumpway/Intel-Examples (MIT); the rest from the CC0 dataset.
 MIT_PATIENTS = {"8863", "8865", "8867", "8913", "8918", "8950", "8951", "8955", "8956", "8957", "8959", "8974",
                 "9022", "9029", "9036", "9075"}
-
-
-def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, sensitivity, specificity, F1, ROC AUC and confusion matrix."""
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        f1_score,
-        roc_auc_score,
-    )
-
-    y_pred = (p_positive >= threshold).astype(int)
-    (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred, labels=[0, 1])
-    return {
-        "n": int(len(y_true)), "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "sensitivity": float(tp / max(tp + fn, 1)), "specificity": float(tn / max(tn + fp, 1)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y_true, p_positive)) if len(set(y_true)) == 2 else None,
-        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-    }
 
 
 def side_tiles(run_dir: Path, side: str) -> tuple[list[str], np.ndarray, list[str]]:

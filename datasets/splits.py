@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import train_test_split
+
+from edgehisto.metrics.scores import grouped_folds
 
 SIDES = ("train", "val", "test")
 N_SHUFFLES = 6  # shuffle states tried per seed (each gives several test and val folds)
@@ -74,16 +75,6 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
-def _folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, state: int) -> list[np.ndarray]:
-    """Held-out index arrays of a shuffled ``StratifiedGroupKFold``, small classes tolerated."""
-    n_splits = max(2, min(n_splits, len(np.unique(groups))))
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=state)
-    with warnings.catch_warnings():
-        # "The least populated class in y has only N members": expected with few patients.
-        warnings.simplefilter("ignore", UserWarning)
-        return [held for _, held in splitter.split(np.zeros(len(labels)), labels, groups)]
-
-
 def _candidates(labels, groups, val_fraction, test_fraction, seed):
     """Yield candidate side arrays: every test fold x every val fold, for several shuffles."""
     states = np.random.default_rng(seed).integers(0, 2**31 - 1, size=N_SHUFFLES)
@@ -91,13 +82,13 @@ def _candidates(labels, groups, val_fraction, test_fraction, seed):
     n_val = round((1 - test_fraction) / val_fraction)
     seen: set[frozenset] = set()
     for state in states.tolist():
-        for test_idx in _folds(labels, groups, n_test, state):
+        for test_idx in grouped_folds(labels, groups, n_test, state):
             test_groups = frozenset(groups[test_idx].tolist())
             if test_groups in seen:  # shuffles often reproduce the same fold (see docstring)
                 continue
             seen.add(test_groups)
             rest = np.setdiff1d(np.arange(len(labels)), test_idx)
-            for val_held in _folds(labels[rest], groups[rest], n_val, state):
+            for val_held in grouped_folds(labels[rest], groups[rest], n_val, state):
                 sides = np.full(len(labels), "train", dtype="<U5")
                 sides[test_idx] = "test"
                 sides[rest[val_held]] = "val"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgehisto.export.cli_default_model import RunBundle
+from edgehisto.release.cli_default_model import RunBundle
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -31,7 +31,7 @@ def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv
     (Keras reference, TFLite). Needs the [train] extra.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgehisto.export.breakhis_model import install
+    from edgehisto.release.breakhis_model import install
 
     installed = install(list(candidates), data_dir, cv=cv, pretrain=pretrain, probes=probes,
                         log=lambda line: click.echo(line, err=True))

@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from edgehisto.data.datasets.files import (
+from edgehisto.datasets.files import (
     FileProblem,
     attach_masks,
     image_size,
@@ -261,7 +261,7 @@ def looks_like_breakhis(root: Path) -> bool:
     """Cheap layout check: a ``breast`` folder with one BreaKHis-named image, or BreaKHis roots below."""
     breast = find_breast_dir(root)
     if breast is None:
-        from edgehisto.data.datasets.breakhis_roots import has_roots
+        from edgehisto.datasets.breakhis_roots import has_roots
 
         return has_roots(root)
     for path in breast.glob("*/SOB/*/*/*X/SOB_*.png"):
@@ -297,7 +297,7 @@ def scan_breakhis(
         raise ValueError(f"magnifications must be among {MAGNIFICATIONS}, got {magnifications}")
     breast = find_breast_dir(root)
     if breast is None:
-        from edgehisto.data.datasets.breakhis_roots import scan_roots
+        from edgehisto.datasets.breakhis_roots import scan_roots
 
         found = scan_roots(root, read_sizes=read_sizes, magnifications=magnifications, progress=progress)
         if found is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.data.datasets.files import FileProblem, attach_masks, image_size, is_metadata, quiet_opencv, walk_files
+from edgehisto.datasets.files import FileProblem, attach_masks, image_size, is_metadata, quiet_opencv, walk_files
 from edgehisto.errors import DatasetLayoutError
 
 TILE_SIZE = 50

@@ -1,6 +1,6 @@
 """Choose the embedded default IDC model among candidate runs and install it into the package.
 
-``edgehisto default-model`` (``export/cli_default_model.py``) is the command over these functions;
+``edgehisto default-model`` (``release/cli_default_model.py``) is the command over these functions;
 ``make default-model`` runs the whole thing. The choice is made on the **val** patients (int8
 balanced accuracy, then int8 latency); the test patients only appear in the model card.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from edgehisto.bundle.manifest import load_bundle
 from edgehisto.errors import ExportError
 from edgehisto.export.exporter import write_manifest
-from edgehisto.export.model_card import held_out_metrics, write_model_card
+from edgehisto.release.idc_card import held_out_metrics, write_model_card
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, MODELS_DIR
 
@@ -101,7 +101,7 @@ def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[
 
 def _attribute_golden_set(bundle_dir: Path, manifest: dict) -> None:
     """Name the source and licence of every real golden tile (``golden/SOURCES.md``)."""
-    from edgehisto.export.model_card import MIT_PATIENTS
+    from edgehisto.release.idc_card import MIT_PATIENTS
 
     golden = manifest["golden"]
     golden["source"] = ("real IDC patches of training patients (IDC_regular_ps50_idx5): see golden/SOURCES.md "
@@ -125,8 +125,8 @@ def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int
     One patch per patient and class, from patients taken in a seeded random order, full-size (50x50)
     patches only, so that the demo shows many patients and no slide-edge padding. Returns the relpaths.
     """
-    from edgehisto.data.splits import read_split
-    from edgehisto.export.model_card import MIT_PATIENTS
+    from edgehisto.datasets.splits import read_split
+    from edgehisto.release.idc_card import MIT_PATIENTS
 
     rows = [r for r in read_split(run_dir) if r["side"] == "test"]
     rng = np.random.default_rng(seed)
@@ -163,6 +163,6 @@ def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int
 
 
 def _full_size(path: Path) -> bool:
-    from edgehisto.data.datasets.files import png_size
+    from edgehisto.datasets.files import png_size
 
     return png_size(path) == (50, 50)

@@ -18,7 +18,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from edgehisto.data.datasets.breakhis import (
+from edgehisto.datasets.breakhis import (
     _BINARY_CODES,
     _GROUP_SUBTYPES,
     BINARY_CLASSES,
@@ -30,7 +30,7 @@ from edgehisto.data.datasets.breakhis import (
     Progress,
     find_breast_dir,
 )
-from edgehisto.data.datasets.files import FileProblem, png_size
+from edgehisto.datasets.files import FileProblem, png_size
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("relpath", "label", "tumor_subtype", "patient_folder", "slide", "magnification")
@@ -79,7 +79,7 @@ def squashed(width: int | None, height: int | None) -> bool:
 def scan_roots(root: Path, *, read_sizes: bool = True, magnifications: set[int] | None = None,
                progress: Progress | None = None) -> BreakhisDataset | None:
     """Read a manifest-listed folder or a folder of roots; None if root is neither."""
-    from edgehisto.data.datasets.breakhis import scan_breakhis
+    from edgehisto.datasets.breakhis import scan_breakhis
 
     root = Path(root)
     if is_manifest_listed(root):

@@ -54,7 +54,7 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
     Positive tiles also get a PATIENT_idx5_xX_yY_class1_mask.png lesion mask.
     """
     # imported here so that `edgehisto --help` does not pay for OpenCV
-    from edgehisto.data.synth_idc import synthesize_idc
+    from edgehisto.datasets.synth_idc import synthesize_idc
 
     with _progress(n, "synthesizing IDC tiles") as advance:
         summary = synthesize_idc(
@@ -92,7 +92,7 @@ def breakhis(out_dir: Path, n: int, seed: int, patients_per_subtype: int) -> Non
     Malignant images also get a <stem>_mask.png lesion mask.
     """
     # imported here so that `edgehisto --help` does not pay for OpenCV
-    from edgehisto.data.synth_breakhis import synthesize_breakhis
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
     with _progress(n, "synthesizing BreaKHis images") as advance:
         summary = synthesize_breakhis(

@@ -41,7 +41,7 @@ def default_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path) -> 
         raise click.UsageError("give at least one RUN:BUNDLE candidate (a model is re-released from its run "
                                "directory, never from an installed bundle)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgehisto.export.default_model import install
+    from edgehisto.release.default_model import install
 
     def progress(line: str) -> None:
         click.echo(line, err=True)

@@ -19,14 +19,14 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from edgehisto.data.datasets.breakhis import (
+from edgehisto.datasets.breakhis import (
     ALL_SUBTYPES,
     BENIGN_SUBTYPES,
     BINARY_CLASSES,
     MAGNIFICATIONS,
     tile_relpath,
 )
-from edgehisto.data.synth_he import (
+from edgehisto.datasets.synth_he import (
     add_fat,
     add_inflammation,
     add_vessel,

@@ -17,7 +17,7 @@ def inspect_cmd(data_dir: Path, as_json: bool) -> None:
     Knows the IDC patch layout and BreaKHis v1 (give the folder holding BreaKHis_v1, or any
     folder down to its `breast` folder).
     """
-    from edgehisto.data.inspect_data import inspect_dataset
+    from edgehisto.datasets.inspect_data import inspect_dataset
 
     summary = inspect_dataset(data_dir)
     if as_json:
@@ -33,7 +33,7 @@ def _format_summary(summary: dict) -> list[str]:
 
 def _format_idc(summary: dict) -> list[str]:
     """Lines for an IDC summary: classes, patients, undersized tiles, masks and problems."""
-    from edgehisto.data.datasets.idc import TILE_SIZE
+    from edgehisto.datasets.idc import TILE_SIZE
 
     return [
         *_heading(summary),

@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn) and the PNGs people look at: confusion matrix, curves."""
+"""The files people look at: metrics JSON and confusion matrices (CSV, PNG), training curves (PNG)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    classification_report,
-    confusion_matrix,
-)
-
-
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict:
-    """Accuracy, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix."""
-    labels = list(range(len(class_names)))
-    report = classification_report(
-        y_true, y_pred, labels=labels, target_names=list(class_names), output_dict=True, zero_division=0
-    )
-    return {
-        "n": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(report["macro avg"]["f1-score"]),
-        "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in class_names},
-        "class_names": list(class_names),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
 
 
 def write_metrics(metrics: dict, out_dir: Path, stem: str, title: str) -> None:

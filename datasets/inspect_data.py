@@ -28,14 +28,14 @@ class Layout:
 
 def _detect_idc(root: Path) -> bool:
     """True if root looks like the IDC patch layout."""
-    from edgehisto.data.datasets.idc import looks_like_idc
+    from edgehisto.datasets.idc import looks_like_idc
 
     return looks_like_idc(root)
 
 
 def _summarize_idc(root: Path) -> dict:
     """Scan an IDC tree and return counts, undersized tiles, masks and problems."""
-    from edgehisto.data.datasets.idc import CLASS_NAMES, scan_idc
+    from edgehisto.datasets.idc import CLASS_NAMES, scan_idc
 
     dataset = scan_idc(root)
     per_patient = dataset.patient_class_counts
@@ -62,14 +62,14 @@ def _summarize_idc(root: Path) -> dict:
 
 def _detect_breakhis(root: Path) -> bool:
     """True if root (or a folder down to ``breast`` below it) looks like BreaKHis."""
-    from edgehisto.data.datasets.breakhis import looks_like_breakhis
+    from edgehisto.datasets.breakhis import looks_like_breakhis
 
     return looks_like_breakhis(root)
 
 
 def _summarize_breakhis(root: Path) -> dict:
     """Scan a BreaKHis tree: counts by label, subtype, magnification, patient folder, slide."""
-    from edgehisto.data.datasets.breakhis import (
+    from edgehisto.datasets.breakhis import (
         BINARY_CLASSES,
         DEFAULT_SPLIT_KEY,
         MAGNIFICATIONS,

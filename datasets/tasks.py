@@ -36,14 +36,14 @@ class TaskSpec:
 
 
 def _idc_scan(root: Path) -> LabelledTiles:
-    from edgehisto.data.datasets.idc import scan_idc
+    from edgehisto.datasets.idc import scan_idc
 
     dataset = scan_idc(root)
     return LabelledTiles(dataset.root, dataset.relpaths, dataset.labels)
 
 
 def _breakhis_scan(root: Path) -> LabelledTiles:
-    from edgehisto.data.datasets.breakhis import scan_breakhis
+    from edgehisto.datasets.breakhis import scan_breakhis
 
     dataset = scan_breakhis(root)
     return LabelledTiles(dataset.root, dataset.relpaths, breakhis_labels(dataset))
@@ -51,7 +51,7 @@ def _breakhis_scan(root: Path) -> LabelledTiles:
 
 def breakhis_labels(dataset) -> np.ndarray:
     """The 8-class index (A, F, PT, TA, DC, LC, MC, PC) of every BreaKHis tile."""
-    from edgehisto.data.datasets.breakhis import ALL_SUBTYPES
+    from edgehisto.datasets.breakhis import ALL_SUBTYPES
 
     return np.array([ALL_SUBTYPES.index(t.subtype) for t in dataset.tiles], np.int64)
 

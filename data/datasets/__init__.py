@@ -1,1 +1,0 @@
-"""Dataset readers: each turns a directory layout into tiles, labels and groups (no TensorFlow)."""

@@ -1,0 +1,240 @@
+"""The embedded BreaKHis bundle: measured on held-out patients, carded, slimmed and installed.
+
+``edgehisto breakhis-model`` (``release/cli_breakhis_model.py``) is the command over these
+functions; ``make breakhis-model`` runs the whole chain from ``../shared/data/breakhis/real``.
+Candidates (the seed's three-model hierarchy, the multitask variant) are compared on the **val**
+patients; the test patients appear only in the model card. Every figure is measured with the
+onnxruntime runtime that ships, at fp32 and int8.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgehisto.bundle.manifest import PRECISIONS, load_bundle, runtime_needs
+from edgehisto.datasets.splits import read_split
+from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES
+from edgehisto.errors import ExportError
+from edgehisto.export.exporter import write_manifest
+from edgehisto.metrics.figures import plot_confusion_matrix
+from edgehisto.metrics.scores import binary_figures, classification_metrics, vote
+from edgehisto.release.breakhis_card import caveat, pct, render
+from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.registry import BREAKHIS_MODEL, MODELS_DIR
+
+_LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
+MAX_BUNDLE_BYTES = 45_000_000  # the wheel stays under 60 MB with the IDC default beside it
+TARGET_BINARY_BALANCED_ACCURACY = 0.85
+GOLDEN_SYNTH_IMAGES, GOLDEN_SYNTH_SEED = 64, 0
+CLASSES = END_TO_END_CLASSES["breakhis"]
+
+
+@dataclass(frozen=True)
+class InstalledBreakhis:
+    """The installed bundle, the candidates' comparison (chosen first) and its size in bytes."""
+
+    dest: Path
+    comparison: list[dict]
+    total_bytes: int
+
+
+def patient_folder(relpath: str) -> str:
+    """The BreaKHis patient folder of a file (``SOB_<B|M>_<SUB>_<YY>-<SLIDE...>``, in either layout)."""
+    return next(part for part in reversed(Path(relpath).parts[:-1]) if re.match(r"^SOB_[BM]_[A-Z]+_", part))
+
+
+def magnification(relpath: str) -> int:
+    """The magnification in a BreaKHis file name (``...-<MAG>-<SEQ>.png`` or ``...-<MAG>-i<INDEX>.png``)."""
+    return int(re.search(r"-(\d+)-i?\d+\.png$", relpath).group(1))
+
+
+def side_report(bundle_dir: Path, run_dir: Path, data_dir: Path, side: str) -> dict:
+    """Image- and patient-level figures of one split side, fp32 and int8, with the runtime."""
+    rows = [r for r in read_split(run_dir) if r["side"] == side]
+    if not rows:
+        raise ExportError(f"{run_dir} has no {side} tiles")
+    labels = np.array([int(r["label"]) for r in rows])
+    # Votes are per group of the split key (the slide id): one patient's tissue across folders.
+    folders = np.array([r["group"] for r in rows])
+    mags = np.array([magnification(r["relpath"]) for r in rows])
+    present = {CLASSES[v] for v in labels}
+    report = {"patients": sorted(set(folders)), "n_images": len(rows),
+              "subtypes_without_patient": [c for c in CLASSES if c not in present]}
+    for precision in PRECISIONS:
+        results = Classifier(bundle_dir, precision=precision).classify_paths([data_dir / r["relpath"] for r in rows])
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise ExportError(f"{len(failed)} held-out images failed, first: {failed[0].path}: {failed[0].error}")
+        binary = np.array([r.stages[0].class_index for r in results])
+        binary_p = np.array([list(r.stages[0].probabilities.values()) for r in results])
+        routed = np.array([CLASSES.index(r.stages[1].label) for r in results])
+        truth_binary = (labels >= 4).astype(int)
+        names, voted_binary = vote(binary, folders, 2, binary_p)
+        _, voted_routed = vote(routed, folders, len(CLASSES))
+        _, truth_patient = vote(labels, folders, len(CLASSES))
+        report[precision] = {
+            "image": {"binary": binary_figures(truth_binary, binary),
+                      "routed": classification_metrics(labels, routed, CLASSES)},
+            "by_magnification": {int(m): {"binary": binary_figures(truth_binary[mags == m], binary[mags == m]),
+                                          "routed_accuracy": float((labels[mags == m] == routed[mags == m]).mean())}
+                                 for m in sorted(set(mags))},
+            "patient": {"binary": binary_figures((truth_patient >= 4).astype(int), voted_binary),
+                        "routed_accuracy": float((truth_patient == voted_routed).mean()),
+                        "votes": _votes(names, truth_patient, voted_binary, voted_routed)},
+        }
+    return report
+
+
+def _votes(names, truth, binary, routed) -> dict:
+    return {n: {"true": CLASSES[t], "binary": BREAKHIS.stages["binary"][b], "routed": CLASSES[v]}
+            for n, t, b, v in zip(names, truth, binary, routed, strict=True)}
+
+
+def shipped_bytes(bundle_dir: Path) -> int:
+    """Bytes of the files an installed copy of the bundle would hold (see ``_not_needed``)."""
+    root = Path(bundle_dir)
+    return sum(p.stat().st_size for p in root.rglob("*")
+               if p.is_file() and (p.name == "test_split.csv" or runtime_needs(p.relative_to(root).as_posix())))
+
+
+def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
+    """Val and test figures (int8) of each (run, bundle) candidate, the choice first.
+
+    A candidate is eligible when its shipped files (fp32 and int8) fit ``MAX_BUNDLE_BYTES``; among
+    the eligible, the best val binary balanced accuracy wins, then val routed accuracy. The test
+    figures are reported, never used to choose.
+    """
+    rows = []
+    for run_dir, bundle_dir in candidates:
+        val = side_report(bundle_dir, run_dir, data_dir, "val")["int8"]
+        test = side_report(bundle_dir, run_dir, data_dir, "test")["int8"]
+        run = json.loads((run_dir / "run.json").read_text())
+        size = shipped_bytes(bundle_dir)
+        rows.append({"name": f"{run['arch']} ({run_dir.name})", "arch": run["arch"], "run_dir": str(run_dir),
+                     "bundle_dir": str(bundle_dir), "weights": run["config"].get("weights"),
+                     "val_binary_balanced_accuracy": val["image"]["binary"]["balanced_accuracy"],
+                     "val_routed_accuracy": val["image"]["routed"]["accuracy"],
+                     "test_binary_balanced_accuracy": test["image"]["binary"]["balanced_accuracy"],
+                     "test_routed_accuracy": test["image"]["routed"]["accuracy"],
+                     "shipped_mb": round(size / 1e6, 1), "fits": size <= MAX_BUNDLE_BYTES})
+    return sorted(rows, key=lambda r: (not r["fits"], -round(r["val_binary_balanced_accuracy"] or 0.0, 3),
+                                       -r["val_routed_accuracy"]))
+
+
+def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Path, ...] = (),
+            pretrain: Path | None = None, probes: Path | None = None, dest: Path = MODELS_DIR / BREAKHIS_MODEL,
+            log: Callable[[str], None] = _LOG.info) -> InstalledBreakhis:
+    """Compare, then install the winner into the package without the files the runtime does not need.
+
+    ``cv`` (one ``cv.json`` per recipe compared) and ``pretrain`` are records quoted by the card.
+    The Keras reference, the TFLite files and the held-out listing stay listed (with their sha256)
+    but are not copied, so ``check-parity`` still runs against the development bundle.
+    """
+    if not candidates:
+        raise ExportError("no candidate RUN_DIR:BUNDLE_DIR pairs")
+    rows = compare(candidates, data_dir)
+    best = rows[0]
+    if not best["fits"]:
+        raise ExportError(f"no candidate fits the {MAX_BUNDLE_BYTES / 1e6:.0f} MB budget with fp32 and int8 "
+                          f"(smallest: {min(r['shipped_mb'] for r in rows)} MB)")
+    log(f"chosen: {best['name']} (val binary balanced accuracy {pct(best['val_binary_balanced_accuracy'])})")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch) / BREAKHIS_MODEL
+        shutil.copytree(best["bundle_dir"], work)
+        manifest = _synthetic_golden_set(work, log)
+        manifest["name"] = BREAKHIS_MODEL
+        write_manifest(work, manifest)
+        card = model_card(work, Path(best["run_dir"]), data_dir, rows, cv, pretrain, log)
+        card["probes"] = json.loads(probes.read_text()) if probes else None
+        card["caveat"] = caveat(card)
+        (work / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (work / "MODEL_CARD.md").write_text(render(card) + "\n")
+        write_manifest(work, manifest)  # hash the card and its figures too
+        # Build beside the destination, check it, then swap it in: a failure keeps the installed bundle.
+        staged = dest.parent / f".{dest.name}.staged"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(work, staged, ignore=_not_needed(work))
+        load_bundle(staged)  # every shipped file matches its sha256
+        total = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
+        if total > MAX_BUNDLE_BYTES:
+            shutil.rmtree(staged)
+            raise ExportError(f"the bundle is {total / 1e6:.1f} MB, over the {MAX_BUNDLE_BYTES / 1e6:.0f} MB budget")
+        if dest.exists():
+            shutil.rmtree(dest)
+        staged.rename(dest)
+    return InstalledBreakhis(dest, rows, total)
+
+
+def _not_needed(root: Path):
+    """Skip what the runtime does not read, except the held-out listing (file names only, a few
+    kB) that lets ``evaluate`` and the tests score the embedded bundle on its test patients."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        relative = Path(folder).relative_to(root)
+        return [n for n in names if (Path(folder) / n).is_file() and n != "test_split.csv"
+                and not runtime_needs((relative / n).as_posix())]
+    return ignore
+
+
+def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
+    """A golden set of synthetic BreaKHis-like images: no real tissue in the package."""
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
+    from edgehisto.export.golden import replace_golden_set
+
+    with tempfile.TemporaryDirectory() as scratch:
+        synthesize_breakhis(Path(scratch), GOLDEN_SYNTH_IMAGES, seed=GOLDEN_SYNTH_SEED)
+        tiles = BREAKHIS.scan(Path(scratch))
+        log(f"golden set from {len(tiles.relpaths)} synthetic images (seed {GOLDEN_SYNTH_SEED})")
+        return replace_golden_set(bundle_dir, [tiles.root / p for p in tiles.relpaths],
+                                  f"synthetic BreaKHis-like images (edgehisto synth breakhis, seed "
+                                  f"{GOLDEN_SYNTH_SEED}); the embedded bundle carries no image of the real data")
+
+
+def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict], cv: tuple[Path, ...],
+               pretrain: Path | None, log: Callable[[str], None]) -> dict:
+    """Measure the held-out patients and gather what the card states; write the confusion PNGs."""
+    run = json.loads((run_dir / "run.json").read_text())
+    log("measuring the test patients with the runtime (fp32 and int8)")
+    test = side_report(bundle_dir, run_dir, data_dir, "test")
+    figures = Path(bundle_dir) / "card"
+    figures.mkdir(exist_ok=True)
+    for precision in PRECISIONS:
+        routed = test[precision]["image"]["routed"]
+        plot_confusion_matrix(np.asarray(routed["confusion_matrix"]), CLASSES,
+                              figures / f"held_out_routed_{precision}.png",
+                              f"8-class routed, test patients, {precision} (n={routed['n']})")
+        binary = test[precision]["image"]["binary"]
+        plot_confusion_matrix(np.asarray(binary["confusion_matrix"]), BREAKHIS.stages["binary"],
+                              figures / f"held_out_binary_{precision}.png",
+                              f"benign/malignant, test patients, {precision} (n={binary['n']})")
+    split = json.loads((run_dir / "split.json").read_text())
+    folders = {side: sorted({patient_folder(r["relpath"]) for r in read_split(run_dir) if r["side"] == side})
+               for side in ("train", "val", "test")}
+    images = {side: sum(1 for r in read_split(run_dir) if r["side"] == side) for side in ("train", "val", "test")}
+    everything = read_split(run_dir)
+    squashed = sum(1 for r in everything if "200X-224/" in r["relpath"])
+    data = {"images": len(everything), "squashed_224": squashed,
+            "magnifications": {str(m): sum(1 for r in everything if magnification(r["relpath"]) == m)
+                               for m in sorted({magnification(r["relpath"]) for r in everything})}}
+    stage = next(iter(load_bundle(bundle_dir).manifest["stages"].values()))
+    return {
+        "patient_folders": folders, "images": images, "data": data, "gradcam_shape": stage["activations_shape"][:2],
+        "bundle": BREAKHIS_MODEL, "arch": run["arch"], "config": run["config"], "n_params": run["n_params"],
+        "split": split, "preprocess": run["preprocess"], "test": test,
+        "val": side_report(bundle_dir, run_dir, data_dir, "val"),
+        "cv": {path.parent.name: json.loads(path.read_text()) for path in cv},
+        "pretrain": json.loads(pretrain.read_text()) if pretrain else None,
+        "target": {"binary_balanced_accuracy_int8": TARGET_BINARY_BALANCED_ACCURACY},
+        "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
+        "versions": run["provenance"]["versions"],
+        "shipped_mb": round(shipped_bytes(bundle_dir) / 1e6, 1), "budget_mb": MAX_BUNDLE_BYTES / 1e6,
+        "onnx_files": sorted(p.relative_to(bundle_dir).as_posix() for p in Path(bundle_dir).rglob("*.onnx")),
+    }
