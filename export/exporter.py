@@ -149,7 +149,10 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
             raise ExportError(f"{out_dir} exists and is not a bundle; refusing to overwrite it")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = read_split(run_dir)
+    # Tiles training could not load (slide-edge slivers under the minimum side) cannot calibrate, be
+    # golden or be gated either: the held-out listing and the draws leave them out.
+    unloadable = {relpath for failures in run_info.get("load_failures", {}).values() for relpath, _ in failures}
+    rows = [r for r in read_split(run_dir) if r["relpath"] not in unloadable]
     train_rows = [r["relpath"] for r in rows if r["side"] == "train"]
     # One draw of training tiles calibrates int8 and is the golden set's candidate pool.
     drawn = calibration_draw(train_rows, calibration_count, run_info["config"]["seed"])

@@ -32,13 +32,19 @@ def side_tiles(run_dir: Path, side: str) -> tuple[list[str], np.ndarray, list[st
     return [r["relpath"] for r in rows], np.array([r["label"] for r in rows]), sorted({r["group"] for r in rows})
 
 
-def positive_probabilities(classifier: Classifier, paths: list[Path]) -> np.ndarray:
-    """P(IDC-positive) of each tile from the runtime (a failed tile raises: held-out data must load)."""
+def positive_probabilities(classifier: Classifier, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(P(IDC-positive) of each tile the runtime classifies, which tiles those are).
+
+    The runtime refuses a slide-edge sliver under its minimum side (a 50x1 patch is padding, not tissue),
+    as ``classify`` does; such tiles are left out of the figures and counted by the card. Any other
+    failure raises: held-out data must load.
+    """
     results = classifier.classify_paths(paths)
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if not r.ok and "minimum side" not in r.error]
     if failed:
         raise ValueError(f"{len(failed)} held-out tiles failed, first: {failed[0].path}: {failed[0].error}")
-    return np.array([r.stages[0].probabilities["IDC-positive"] for r in results])
+    kept = np.array([r.ok for r in results])
+    return np.array([r.stages[0].probabilities["IDC-positive"] for r in results if r.ok]), kept
 
 
 def held_out_metrics(bundle_dir: Path, run_dir: Path, data_dir: Path) -> dict:
@@ -54,9 +60,11 @@ def held_out_metrics(bundle_dir: Path, run_dir: Path, data_dir: Path) -> dict:
         out[side] = {"patients": patients}
         predicted = {}
         for precision in PRECISIONS:
-            probs = positive_probabilities(Classifier(bundle, precision=precision), [data_dir / p for p in relpaths])
-            out[side][precision] = binary_metrics(labels, probs)
-            out[side][precision]["per_patient"] = per_patient_spread(labels, probs, tile_patients)
+            probs, kept = positive_probabilities(Classifier(bundle, precision=precision),
+                                                 [data_dir / p for p in relpaths])
+            out[side][precision] = binary_metrics(labels[kept], probs)
+            out[side][precision]["per_patient"] = per_patient_spread(labels[kept], probs, tile_patients[kept])
+            out[side][precision]["refused_slivers"] = int((~kept).sum())
             predicted[precision] = probs >= 0.5
         out[side]["int8_fp32_agreement"] = float(np.mean(predicted["int8"] == predicted["fp32"]))
     return out
@@ -96,11 +104,11 @@ def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison
     log("measuring held-out patients with the runtime (fp32 and int8)")
     metrics = held_out_metrics(bundle_dir, run_dir, data_dir)
     relpaths, labels, _ = side_tiles(run_dir, "val")
-    val_probs = positive_probabilities(Classifier(bundle_dir, "int8"), [data_dir / p for p in relpaths])
-    threshold = best_threshold(labels, val_probs)
+    val_probs, kept = positive_probabilities(Classifier(bundle_dir, "int8"), [data_dir / p for p in relpaths])
+    threshold = best_threshold(labels[kept], val_probs)
     relpaths, labels, _ = side_tiles(run_dir, "test")
-    test_probs = positive_probabilities(Classifier(bundle_dir, "int8"), [data_dir / p for p in relpaths])
-    tuned = binary_metrics(labels, test_probs, threshold)
+    test_probs, kept = positive_probabilities(Classifier(bundle_dir, "int8"), [data_dir / p for p in relpaths])
+    tuned = binary_metrics(labels[kept], test_probs, threshold)
     card = {
         "bundle": Path(bundle_dir).name, "config": run["config"], "n_params": run["n_params"],
         "epochs_run": run.get("epochs_run"), "split": json.loads((run_dir / "split.json").read_text()),
@@ -196,7 +204,10 @@ def render(card: dict) -> str:
                         "patients holding both classes")
               + "; " + _spread(m["test"]["int8"]["per_patient"]["accuracy"], "accuracy", "all patients") + ".",
               f"int8 and fp32 give the same label on {m['test']['int8_fp32_agreement']:.1%} of the test tiles "
-              f"and {m['val']['int8_fp32_agreement']:.1%} of the val tiles."]
+              f"and {m['val']['int8_fp32_agreement']:.1%} of the val tiles.",
+              f"Not counted: {m['test']['int8']['refused_slivers']} test and {m['val']['int8']['refused_slivers']} "
+              "val patches that are slide-edge slivers under the runtime's minimum side (e.g. 50x1); `classify` "
+              "refuses them too."]
     tuned = card["val_tuned_threshold"]
     met = card["target_met_int8_test"]
     lines += [
