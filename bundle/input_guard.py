@@ -15,6 +15,10 @@ The rule, for an input of height h and width w against the declared size (H, W):
 
 Outside either bound, the record carries a ``warning`` that names the input's size and what the
 model expects. The label is still given. Bundles without ``expected_input`` get no such warning.
+
+``squashed_sizes`` (optional) lists sizes at which whole fields were published resized without
+keeping their aspect ratio (BreaKHis 200X fields squashed to 224x224): an input of exactly such a size
+is the expected kind too, since the model's own preprocessing squashes every field the same way.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ class ExpectedInput:
     min_scale: float = 0.5
     max_scale: float = 2.0
     max_aspect_change: float = 1.35
+    squashed_sizes: tuple[tuple[int, int], ...] = ()  # (height, width) of whole fields published squashed
 
     def to_dict(self) -> dict:
         """The manifest's ``expected_input`` object."""
-        return {"description": self.description, "size": list(self.size), "min_scale": self.min_scale,
-                "max_scale": self.max_scale, "max_aspect_change": self.max_aspect_change}
+        out = {"description": self.description, "size": list(self.size), "min_scale": self.min_scale,
+               "max_scale": self.max_scale, "max_aspect_change": self.max_aspect_change}
+        if self.squashed_sizes:
+            out["squashed_sizes"] = [list(size) for size in self.squashed_sizes]
+        return out
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> ExpectedInput | None:
@@ -48,8 +56,9 @@ class ExpectedInput:
             return None
         try:
             height, width = (int(v) for v in data["size"])
+            squashed = tuple((int(h), int(w)) for h, w in data.get("squashed_sizes", ()))
             made = cls(str(data["description"]), (height, width), float(data["min_scale"]),
-                       float(data["max_scale"]), float(data["max_aspect_change"]))
+                       float(data["max_scale"]), float(data["max_aspect_change"]), squashed)
         except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise UnsupportedManifest(f"manifest field expected_input: malformed ({type(error).__name__})") from None
         numbers = (made.min_scale, made.max_scale, made.max_aspect_change)
@@ -61,6 +70,8 @@ class ExpectedInput:
 
     def check(self, height: int, width: int) -> str | None:
         """The warning for an input of this size, or None when it is the expected kind."""
+        if (height, width) in self.squashed_sizes:
+            return None
         expected_h, expected_w = self.size
         scale = math.sqrt(height * width / (expected_h * expected_w))
         h, w = height, width

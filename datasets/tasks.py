@@ -78,7 +78,7 @@ BREAKHIS = TaskSpec(
     {"binary": {"benign": "benign_subtype", "malignant": "malignant_subtype"}},
     _breakhis_stage_labels,
     _breakhis_scan,
-    ExpectedInput("a BreaKHis H&E field at 40-400X", (460, 700), 0.4, 2.5, 1.35),
+    ExpectedInput("a BreaKHis H&E field at 40-400X", (460, 700), 0.4, 2.5, 1.35, squashed_sizes=((224, 224),)),
 )
 TASKS = {task.name: task for task in (IDC, BREAKHIS)}
 END_TO_END_CLASSES = {"idc": IDC.stages["idc"], "breakhis": ("A", "F", "PT", "TA", "DC", "LC", "MC", "PC")}

@@ -28,6 +28,8 @@ from tests.test_exit_codes import run
     (BREAKHIS, 50, 50, True),  # an IDC patch
     (BREAKHIS, 460, 460, True),  # the aspect ratio is off
     (BREAKHIS, 2300, 3500, True),  # a whole-slide region
+    (BREAKHIS, 224, 224, False),  # a 200X field published squashed to 224x224 (the model squashes alike)
+    (BREAKHIS, 225, 224, True),  # square-ish but not the published squash
 ])
 def test_the_rule_warns_exactly_on_inputs_far_from_the_declared_kind(task, height, width, warned):
     warning = task.expected_input.check(height, width)
@@ -41,6 +43,8 @@ def test_the_rule_warns_exactly_on_inputs_far_from_the_declared_kind(task, heigh
     {"description": "x", "size": [0, 50], "min_scale": 0.5, "max_scale": 2.0, "max_aspect_change": 1.3},
     {"description": "x", "size": [50, 50], "min_scale": 0.5, "max_scale": 2.0},
     {"description": "x", "size": [1e400, 50], "min_scale": 0.5, "max_scale": 2.0, "max_aspect_change": 1.3},
+    {"description": "x", "size": [50, 50], "min_scale": 0.5, "max_scale": 2.0, "max_aspect_change": 1.3,
+     "squashed_sizes": [[224]]},
     "a 50x50 patch",
 ])
 def test_a_malformed_declaration_is_refused_naming_the_field(declared):
