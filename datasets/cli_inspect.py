@@ -109,6 +109,8 @@ def _format_breakhis(summary: dict) -> list[str]:
         "",
         *_folder_table(summary),
         "",
+        "roots: " + ", ".join(f"{name}/ {n}" for name, n in summary["roots"].items()),
+        f"fields published squashed to a square (aspect ratio not kept): {summary['n_squashed']}",
         f"images not 700x460: {summary['n_off_size']}",
         *_sized_tiles(summary["off_size"]),
         *_masks_and_problems(summary),

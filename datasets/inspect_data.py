@@ -79,6 +79,7 @@ def _summarize_breakhis(root: Path) -> dict:
     )
 
     dataset = scan_breakhis(root)
+    roots = {tile.relpath.split("/")[0] for tile in dataset.tiles if not tile.relpath.startswith("BreaKHis_v1/")}
     by_subtype = Counter((tile.subtype, tile.magnification) for tile in dataset.tiles)
     by_folder = Counter((tile.patient_folder, tile.magnification) for tile in dataset.tiles)
     folders = {tile.patient_folder: tile for tile in dataset.tiles}
@@ -114,6 +115,10 @@ def _summarize_breakhis(root: Path) -> dict:
             for slide, names in dataset.slide_folders.items()
         },
         "split_key": DEFAULT_SPLIT_KEY,
+        # Which root each field came from (the first folder of its relpath when several roots are read).
+        "roots": dict(sorted(Counter(tile.relpath.split("/")[0] if len(roots) > 1 else "." for tile in dataset.tiles)
+                             .items())),
+        "n_squashed": sum(tile.squashed for tile in dataset.tiles),
         "n_off_size": len(dataset.off_size),
         "off_size": [
             {"relpath": tile.relpath, "width": tile.width, "height": tile.height}

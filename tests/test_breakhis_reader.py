@@ -22,6 +22,7 @@ from edgehisto.errors import DatasetLayoutError
 FILELIST = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "breakhis" / "filelist.csv"
 )
+SHARED_BREAKHIS = FILELIST.parent
 BREAST = "BreaKHis_v1/histology_slides/breast"
 EXAMPLE = f"{BREAST}/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/SOB_B_A-14-22549AB-40-001.png"
 
@@ -265,3 +266,74 @@ def test_the_published_file_list_reads_completely_with_its_known_counts(tmp_path
         tile = by_relpath[row["relpath"]]
         assert (tile.label, f"{tile.magnification}X") == (row["label"], row["magnification"])
         assert SUBTYPE_NAMES[tile.subtype] == row["tumor_subtype"]
+
+
+def _manifest_folder(root: Path, rows: list[tuple[str, str, str, str, str]]) -> None:
+    """A manifest-listed folder: (label, subtype name, patient folder, slide, magnification) per 224x224 field."""
+    import csv
+
+    import cv2
+
+    root.mkdir(parents=True)
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["relpath", "label", "tumor_subtype", "patient_folder", "slide", "magnification",
+                         "width", "height"])
+        for i, (label, subtype, folder, slide, mag) in enumerate(rows):
+            relpath = f"200X-224/{label}/{subtype}/{folder}/{folder}-200-i{i:03d}.png"
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / relpath), np.full((224, 224, 3), 180, np.uint8))
+            writer.writerow([relpath, label, subtype, folder, slide, mag, 224, 224])
+
+
+def test_several_roots_read_as_one_dataset_with_the_slide_key_across_them(tmp_path):
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
+    from edgehisto.metrics.scores import grouped_folds
+
+    synthesize_breakhis(tmp_path / "real", 16, seed=0)
+    v1 = scan_breakhis(tmp_path / "real")
+    slide = v1.tiles[0].slide  # a slide of the first root, met again in the manifest-listed root
+    folder = v1.tiles[0].patient_folder
+    label, name = v1.tiles[0].label, SUBTYPE_NAMES[v1.tiles[0].subtype]
+    _manifest_folder(tmp_path / "more", [(label, name, folder, slide, "200X")] * 3
+                     + [("malignant", "ductal_carcinoma", "SOB_M_DC_14-99999", "14-99999", "200X")] * 2)
+    both = scan_breakhis(tmp_path)
+    assert len(both) == len(v1) + 5 and both.problems == []
+    assert {t.relpath.split("/")[0] for t in both.tiles} == {"real", "more"}
+    squashed = [t for t in both.tiles if t.squashed]
+    assert len(squashed) == 5 and all((t.width, t.height) == (224, 224) and t.magnification == 200 for t in squashed)
+    assert all(not t.squashed for t in both.tiles if t.relpath.startswith("real/"))
+    # A slide stays on one side across roots.
+    groups = both.slides
+    for held in grouped_folds(both.binary_labels, groups, 3, seed=0):
+        inside = set(groups[held])
+        outside = set(groups[np.setdiff1d(np.arange(len(groups)), held)])
+        assert not inside & outside
+    assert looks_like_breakhis(tmp_path)
+
+
+def test_a_manifest_row_that_contradicts_its_folder_is_a_problem_not_a_field(tmp_path):
+    _manifest_folder(tmp_path / "more", [("benign", "ductal_carcinoma", "SOB_M_DC_14-99999", "14-99999", "200X"),
+                                         ("malignant", "ductal_carcinoma", "SOB_M_DC_14-99999", "14-88888", "200X"),
+                                         ("malignant", "ductal_carcinoma", "SOB_M_DC_14-99999", "14-99999", "200X")])
+    dataset = scan_breakhis(tmp_path / "more")
+    assert len(dataset) == 1
+    reasons = sorted(p.reason for p in dataset.problems)
+    assert reasons == ["manifest.csv: label 'benign' disagrees with SOB_M_DC_14-99999",
+                       "manifest.csv: slide '14-88888' is not the slide of SOB_M_DC_14-99999"]
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED_BREAKHIS / "more" / "manifest.csv").is_file(), reason="../shared/data/breakhis absent")
+def test_the_shared_breakhis_folders_read_as_their_manifests_say():
+    import csv
+
+    dataset = scan_breakhis(SHARED_BREAKHIS)
+    with open(SHARED_BREAKHIS / "more" / "manifest.csv", newline="") as handle:
+        more = list(csv.DictReader(handle))
+    with open(SHARED_BREAKHIS / "real" / "manifest.csv", newline="") as handle:
+        real = list(csv.DictReader(handle))
+    assert len(dataset) == len(more) + len(real) and dataset.problems == []
+    assert sum(t.squashed for t in dataset.tiles) == sum(r["width"] == r["height"] == "224" for r in more)
+    slides = {r["slide"] for r in more} | {t.slide for t in dataset.tiles if t.relpath.startswith("real/")}
+    assert set(dataset.slide_counts) == slides
