@@ -25,6 +25,7 @@ from edgehisto.bundle.gates import Thresholds
 from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.manifest import Bundle
 from edgehisto.bundle.preprocess import PreprocessSpec, load_resized, normalize, resize_tile
+from edgehisto.errors import ExportError
 from edgehisto.runtime.classifier import Classifier
 
 GOLDEN_DIR = "golden"
@@ -158,6 +159,11 @@ def display_peaks(out_dir: Path, manifest: dict, calibration: np.ndarray) -> dic
         maps = runtime.gradcam(calibration, name, np.ones(len(calibration), np.int64))
         chosen = maps[positive] if positive.any() else maps
         peaks[name] = float(np.percentile(chosen.reshape(len(chosen), -1).max(axis=1), 95))
+        if not peaks[name] > 0:
+            # A zero peak would be written and then refused by the manifest's own schema: say why instead.
+            raise ExportError(f"stage {name}: the model shows no {stage.class_names[-1]} evidence on any of the "
+                              f"{len(calibration)} calibration tiles (every Grad-CAM map is zero), so it has not "
+                              "learned what the map would show; train longer or check the data")
     return peaks
 
 

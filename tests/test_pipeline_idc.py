@@ -101,3 +101,18 @@ def test_cli_pipeline_runs_from_synthetic_tiles_to_gradcam(tmp_path):
     assert manifest["preprocess"]["input_size"] == [64, 64]
     maps = sorted(cams.glob("*.npy"))
     assert len(maps) == 120 and np.load(maps[0]).shape == (8, 8)
+
+
+def test_a_model_with_no_evidence_on_any_calibration_tile_is_refused_in_one_line(idc_bundle, monkeypatch):
+    """The exporter once wrote gradcam_display_peak 0.0, which its own schema then refused."""
+    from edgehisto.errors import ExportError
+    from edgehisto.export.golden import display_peaks
+    from edgehisto.runtime.classifier import Classifier
+
+    manifest = json.loads((idc_bundle / "manifest.json").read_text())
+    calibration = np.random.default_rng(0).random((8, *manifest["preprocess"]["input_size"], 3), dtype=np.float32)
+    assert display_peaks(idc_bundle, manifest, calibration)["idc"] > 0
+    monkeypatch.setattr(Classifier, "gradcam", lambda self, x, stage, classes: np.zeros((len(x), 4, 4), np.float32))
+    with pytest.raises(ExportError, match="shows no IDC-positive evidence on any of the 8 calibration tiles") as raised:
+        display_peaks(idc_bundle, manifest, calibration)
+    assert "\n" not in str(raised.value)
