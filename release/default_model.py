@@ -55,8 +55,10 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     for run_dir, bundle_dir in candidates:
         metrics = held_out_metrics(bundle_dir, run_dir, data_dir)
         size = load_bundle(bundle_dir).preprocess.input_size[0]
+        config = json.loads((run_dir / "run.json").read_text())["config"]
         rows.append({"name": f"{size}x{size} input ({run_dir.name})", "run_dir": str(run_dir),
-                     "bundle_dir": str(bundle_dir),
+                     "bundle_dir": str(bundle_dir), "input_size": size, "stain_augment": config["stain_augment"],
+                     "class_weights": config["class_weights"], "epochs_budget": config["epochs"],
                      "val_balanced_accuracy": metrics["val"]["int8"]["balanced_accuracy"],
                      "test_balanced_accuracy": metrics["test"]["int8"]["balanced_accuracy"],
                      "test_recall": metrics["test"]["int8"]["sensitivity"],

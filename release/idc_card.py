@@ -152,6 +152,10 @@ def describe_preprocess(spec: dict) -> str:
     return "; ".join(steps) + f". {spec['layout']} {spec['dtype']}."
 
 
+def _on(flag: bool | None) -> str:
+    return "?" if flag is None else ("on" if flag else "off")
+
+
 def _spread(q: dict, what: str, over: str) -> str:
     if not q.get("n"):
         return f"{what}: no {over}"
@@ -229,12 +233,16 @@ def render(card: dict) -> str:
         f"accuracy {tuned['test_int8_at_threshold']['balanced_accuracy']:.3f} and recall "
         f"{tuned['test_int8_at_threshold']['sensitivity']:.3f}. The runtime uses 0.5; ROC AUC is given as the "
         "threshold-free measure.", "",
-        "## Input-size comparison (the choice of default)", "",
-        "| candidate | val balanced acc (int8) | test balanced acc (int8) | test recall (int8) "
-        "| int8 latency ms (batch 1) |",
-        "|---|---|---|---|---|",
+        "## Recipe comparison (the choice of default)", "",
+        "The same patient split and seed for every candidate; early stopping on val loss restores each one's best "
+        "epoch. Epoch budgets: " + ", ".join(f"{c['name']} {c.get('epochs_budget', '?')}" for c in card["comparison"])
+        + ".", "",
+        "| candidate | input | stain jitter | class weights | val balanced acc (int8) | test balanced acc (int8) "
+        "| test recall (int8) | int8 latency ms (batch 1) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {c['name']} | {c['val_balanced_accuracy']:.3f} | {c['test_balanced_accuracy']:.3f} | "
+    lines += [f"| {c['name']} | {c.get('input_size', '?')} px | {_on(c.get('stain_augment'))} | "
+              f"{_on(c.get('class_weights'))} | {c['val_balanced_accuracy']:.3f} | {c['test_balanced_accuracy']:.3f} | "
               f"{c['test_recall']:.3f} | {c['int8_latency_ms']:.2f} |" for c in card["comparison"]]
     lines += [
         "", "The default is chosen on the **val** patients (balanced accuracy, then latency); test numbers are "
