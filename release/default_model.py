@@ -50,20 +50,27 @@ def int8_latency_ms(bundle_dir: Path, repeats: int = 100) -> float:
 
 
 def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
-    """Val/test int8 metrics and latency of each (run, bundle) candidate, best first."""
+    """Val/test int8 metrics and latency of each (run, bundle) candidate, best first.
+
+    A candidate whose export failed its parity gates is measured and listed (the comparison says what
+    each lever did) but is not eligible, and sorts last.
+    """
     rows = []
     for run_dir, bundle_dir in candidates:
-        metrics = held_out_metrics(bundle_dir, run_dir, data_dir)
+        eligible = load_bundle(bundle_dir).manifest.get("parity", {}).get("passed") is True
+        metrics = held_out_metrics(bundle_dir, run_dir, data_dir, allow_failed_parity=not eligible)
         size = load_bundle(bundle_dir).preprocess.input_size[0]
         config = json.loads((run_dir / "run.json").read_text())["config"]
         rows.append({"name": f"{size}x{size} input ({run_dir.name})", "run_dir": str(run_dir),
                      "bundle_dir": str(bundle_dir), "input_size": size, "stain_augment": config["stain_augment"],
                      "class_weights": config["class_weights"], "epochs_budget": config["epochs"],
+                     "parity_passed": eligible,
                      "val_balanced_accuracy": metrics["val"]["int8"]["balanced_accuracy"],
                      "test_balanced_accuracy": metrics["test"]["int8"]["balanced_accuracy"],
                      "test_recall": metrics["test"]["int8"]["sensitivity"],
                      "int8_latency_ms": int8_latency_ms(bundle_dir)})
-    return sorted(rows, key=lambda r: (-round(r["val_balanced_accuracy"], 3), r["int8_latency_ms"]))
+    return sorted(rows, key=lambda r: (not r["parity_passed"], -round(r["val_balanced_accuracy"], 3),
+                                       r["int8_latency_ms"]))
 
 
 def install(candidates: list[tuple[Path, Path]], data_dir: Path, dest: Path = MODELS_DIR / DEFAULT_MODEL,
@@ -78,6 +85,8 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, dest: Path = MO
         raise ExportError("no candidate RUN_DIR:BUNDLE_DIR pairs to choose the default model from")
     rows = compare(candidates, data_dir)
     best = rows[0]
+    if not best["parity_passed"]:
+        raise ExportError("no candidate passed its parity gates at export; nothing to install")
     log(f"chosen: {best['name']} (val balanced accuracy {best['val_balanced_accuracy']:.3f})")
     return _install_bundle(Path(best["bundle_dir"]), Path(best["run_dir"]), data_dir, rows, dest, log)
 
