@@ -1,4 +1,8 @@
-"""Binary and multiclass metrics, the patient vote and grouped k-fold (see the package docstring)."""
+"""Binary and multiclass metrics, the patient vote and grouped k-fold (see the package docstring).
+
+scikit-learn is imported here, at the top: a command that measures needs the ``[train]`` extra and
+says so in one line before it starts (the runtime never imports this room).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,15 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedGroupKFold
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict:
@@ -14,8 +27,6 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
     The balanced accuracy is the mean recall over the classes present in ``y_true``, as scikit-learn
     defines it; per-class recall of an absent class is reported with support 0.
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix
-
     labels = list(range(len(class_names)))
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=list(class_names), output_dict=True, zero_division=0
@@ -47,8 +58,6 @@ def binary_figures(truth: np.ndarray, predicted: np.ndarray) -> dict:
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict:
     """``binary_figures`` at a threshold on P(class 1), plus F1 and ROC AUC (None with one class)."""
-    from sklearn.metrics import f1_score, roc_auc_score
-
     y_true = np.asarray(y_true)
     y_pred = (np.asarray(p_positive) >= threshold).astype(int)
     return {**binary_figures(y_true, y_pred), "f1": float(f1_score(y_true, y_pred, zero_division=0)),
@@ -88,8 +97,6 @@ def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: in
 
     Every group is held out exactly once; the fold count is capped at the number of groups.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n_folds = max(2, min(n_folds, len(np.unique(groups))))
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
