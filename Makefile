@@ -103,7 +103,7 @@ IDC_RECIPES := idc50:--input-size=50 idc50-nostain:--input-size=50,--no-stain-au
 	idc50-noweights:--input-size=50,--no-class-weights idc128-nostain:--input-size=128,--no-stain-augment
 default-model: install
 	@for recipe in $(IDC_RECIPES); do name=$${recipe%%:*}; flags=$$(echo $${recipe#*:} | tr , ' '); \
-		epochs="--epochs 40 --patience 8"; case $$name in idc128*) epochs="--epochs 10 --patience 4";; esac; \
+		epochs="--epochs 40 --patience 8"; case $$name in idc128*) epochs="--epochs 6 --patience 3";; esac; \
 		$(EH) train idc $(IDC_DATA) --out $(DEFAULT_RUNS)/$$name --class-weights --stain-augment $$flags \
 			$$epochs --seed 0 || exit 1; \
 		$(EH) export $(DEFAULT_RUNS)/$$name --out $(DEFAULT_RUNS)/$$name-bundle; [ $$? -le 1 ] || exit 1; \
