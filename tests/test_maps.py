@@ -151,3 +151,19 @@ def test_a_bad_large_image_gets_one_line_and_exit_2(tmp_path, problem):
     done = run("console script", "map", path, "--out", tmp_path / "m", cwd=tmp_path)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
+
+
+def test_several_sources_each_get_a_folder_and_a_row_and_a_bad_one_does_not_stop_the_rest(patient, tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 250, np.uint8))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "maps"
+    done = run("console script", "map", patient, blank, broken, "--out", out, cwd=tmp_path)
+    assert done.returncode == 1
+    with open(out / "slides.csv", newline="") as handle:
+        rows = {Path(r["source"]).name: r for r in csv.DictReader(handle)}
+    assert rows["10253"]["classified"] == "30" and (out / "10253" / "tiles.geojson").is_file()
+    assert rows["blank.png"]["classified"] == "0" and (out / "blank_png" / "summary.json").is_file()
+    assert rows["broken.png"]["error"] and not (out / "broken_png").exists()
+    assert f"error: {broken}: " in done.stderr and "Traceback" not in done.stderr
