@@ -133,8 +133,9 @@ def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int
                        seed: int = 0, log: Callable[[str], None] = _LOG.info) -> list[str]:
     """Copy ``per_class`` real patches of each class from the run's **test** patients into ``dest``.
 
-    One patch per patient and class, from patients taken in a seeded random order, full-size (50x50)
-    patches only, so that the demo shows many patients and no slide-edge padding. Returns the relpaths.
+    At most one patch per patient and class, from patients taken in a seeded random order, full-size
+    (50x50) patches only, so that the demo shows many patients and no slide-edge padding. Returns the
+    relpaths.
     """
     from edgehisto.datasets.splits import read_split
     from edgehisto.release.idc_card import MIT_PATIENTS
@@ -158,10 +159,11 @@ def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int
         (dest / relpath).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(data_dir / relpath, dest / relpath)
     lines = ["# Real IDC sample patches for `make demo`", "",
-             f"{len(chosen)} real 50x50 H&E patches ({per_class} IDC-positive, {per_class} IDC-negative), each from a "
-             f"different **test** patient of the embedded default model (patients it never saw in training or "
-             f"model choice): patients in a seeded random order (seed {seed}), one full-size patch per patient and "
-             "class. Layout: `PATIENT/CLASS/FILE` as in the dataset; the class in the folder and in the file name is "
+             f"{len(chosen)} real 50x50 H&E patches ({per_class} IDC-positive, {per_class} IDC-negative) of "
+             f"{len({Path(c).parts[0] for c in chosen})} **test** patients of the embedded default model (patients it "
+             f"never saw in training or model choice): patients taken in a seeded random order (seed {seed}) until "
+             f"each class has {per_class}, one full-size patch per patient and class, so most patients give one of "
+             "each. Layout: `PATIENT/CLASS/FILE` as in the dataset; the class in the folder and in the file name is "
              "the dataset's label.", "",
              "Source: *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & Madabhushi 2016, from "
              "Cruz-Roa et al. 2014), published on Kaggle under CC0. Copies of patients 8863-9075 come from "
