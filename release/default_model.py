@@ -120,8 +120,9 @@ def _attribute_golden_set(bundle_dir: Path, manifest: dict) -> None:
     lines = ["# The golden tiles: real IDC patches", "",
              "Real 50x50 H&E patches from *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & "
              "Madabhushi 2016, from Cruz-Roa et al. 2014), drawn from the model's training patients. The dataset "
-             "is published on Kaggle under CC0; the copies of patients 8863-9075 (16 patients) come from "
-             "iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam Milton-Barker.", "",
+             "is published on Kaggle under CC0; the copies of the 16 patients " + ", ".join(sorted(MIT_PATIENTS))
+             + " come from iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam "
+             "Milton-Barker.", "",
              "| tile | origin (patient/class/file) | licence of the copy |", "|---|---|---|"]
     for tile, origin in zip(golden["tiles"], golden["origins"], strict=True):
         patient = Path(origin).parts[0]
@@ -166,8 +167,9 @@ def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int
              "each. Layout: `PATIENT/CLASS/FILE` as in the dataset; the class in the folder and in the file name is "
              "the dataset's label.", "",
              "Source: *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & Madabhushi 2016, from "
-             "Cruz-Roa et al. 2014), published on Kaggle under CC0. Copies of patients 8863-9075 come from "
-             "iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam Milton-Barker.", "",
+             "Cruz-Roa et al. 2014), published on Kaggle under CC0. The copies of the 16 patients "
+             + ", ".join(sorted(MIT_PATIENTS)) + " come from iotJumpway/Intel-Examples (IDC-Classification), "
+             "MIT licence, (c) 2018 Adam Milton-Barker.", "",
              "| file | licence of the copy |", "|---|---|"]
     lines += [f"| {r} | {'MIT' if Path(r).parts[0] in MIT_PATIENTS else 'CC0'} |" for r in chosen]
     (dest / "README.md").write_text("\n".join(lines) + "\n")
