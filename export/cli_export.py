@@ -21,13 +21,17 @@ from edgehisto.export.cli_options import gate_threshold_options
               type=click.Choice(["MinMax", "Entropy", "Percentile"]))
 @click.option("--per-channel/--per-tensor", default=True, show_default=True,
               help="Per-channel int8 weight scales.")
+@click.option("--fp32-after", default=None, metavar="NODE",
+              help="Keep the backbone's nodes after the last node whose name contains NODE in fp32 "
+                   "(e.g. pool4_pool: DenseNet121's last dense block).")
 @click.option("--tflite/--no-tflite", default=True, show_default=True,
               help="Also write TFLite fp32 and int8 files (and check them).")
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Labelled data for the parity gates (default: the run's test split).")
 @gate_threshold_options
 def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calibration_images: int,
-               calibration_method: str, per_channel: bool, tflite: bool, data_dir: Path | None,
+               calibration_method: str, per_channel: bool, fp32_after: str | None, tflite: bool,
+               data_dir: Path | None,
                thresholds) -> None:
     """Export a trained run to ONNX fp32 + int8 with exact Grad-CAM graphs, then check parity."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +39,7 @@ def export_cmd(run_dir: Path, bundle_dir: Path, gradcam_layer: str | None, calib
     from edgehisto.export.parity import check_parity, format_table, write_report
     from edgehisto.export.quantize import QuantizationChoice
 
-    choice = QuantizationChoice(per_channel=per_channel, calibration_method=calibration_method)
+    choice = QuantizationChoice(per_channel=per_channel, calibration_method=calibration_method, fp32_after=fp32_after)
     manifest = export_run(run_dir, bundle_dir, gradcam_layer=gradcam_layer, calibration_count=calibration_images,
                           choice=choice, tflite=tflite, log=lambda line: click.echo(line, err=True))
     click.echo(f"wrote {manifest}", err=True)

@@ -49,6 +49,9 @@ class QuantizationChoice:
     reduce_range: bool = True
     calibration_images: int = 0
     op_types: tuple[str, ...] = PORTABLE_OP_TYPES
+    # Nodes after the last one whose name contains this (e.g. "pool4_pool", DenseNet's last transition)
+    # stay fp32: the deepest layers feed the heads directly, where int8 rounding flips near-tied subtypes.
+    fp32_after: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op_types", tuple(self.op_types))  # a list when read back from JSON
@@ -64,6 +67,7 @@ def quantize_backbone(fp32_path: Path, int8_path: Path, images: np.ndarray,
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        excluded = _nodes_after(prepared, choice.fp32_after) if choice.fp32_after else []
         quantize_static(
             str(prepared), str(int8_path), ImageCalibrationReader(images),
             quant_format=QuantFormat[choice.format],
@@ -73,5 +77,19 @@ def quantize_backbone(fp32_path: Path, int8_path: Path, images: np.ndarray,
             reduce_range=choice.reduce_range,
             calibrate_method=CalibrationMethod[choice.calibration_method],
             op_types_to_quantize=list(choice.op_types),
+            nodes_to_exclude=excluded,
         )
     return QuantizationChoice(**{**choice.to_dict(), "calibration_images": int(len(images))})
+
+
+def _nodes_after(model_path: Path, marker: str) -> list[str]:
+    """Names of the nodes after the last node whose name contains ``marker`` (graph order is topological)."""
+    import onnx
+
+    from edgehisto.errors import ExportError
+
+    names = [node.name for node in onnx.load(str(model_path), load_external_data=False).graph.node]
+    hits = [i for i, name in enumerate(names) if marker in name]
+    if not hits:
+        raise ExportError(f"--fp32-after {marker!r}: no node of the backbone has that in its name")
+    return names[hits[-1] + 1:]
