@@ -49,8 +49,22 @@ def test_runtime_preprocessing_equals_training_on_real_tiles():
     from edgehisto.datasets.idc import scan_idc
 
     dataset = scan_idc(SHARED_IDC)
-    relpaths = dataset.relpaths[::200] + [t.relpath for t in dataset.undersized]
-    _assert_identical(dataset.root, relpaths, 128)
+    # Slivers under the minimum side (e.g. 50x1) are refused by training and the runtime alike.
+    edge = [t.relpath for t in dataset.undersized if min(t.width, t.height) >= 8]
+    slivers = [t.relpath for t in dataset.undersized if min(t.width, t.height) < 8]
+    relpaths = dataset.relpaths[::200] + edge
+    for input_size in (128, 50):
+        _assert_identical(dataset.root, relpaths, input_size)
+    if slivers:
+        from edgehisto.bundle.preprocess import load_resized
+        from edgehisto.errors import InvalidImage
+        from edgehisto.train.data import load_tiles
+        from edgehisto.train.idc import idc_preprocess_spec
+
+        spec = idc_preprocess_spec(50)
+        assert len(load_tiles(dataset.root, slivers, np.zeros(len(slivers), int), spec).failures) == len(slivers)
+        with pytest.raises(InvalidImage, match="minimum side"):
+            load_resized(dataset.root / slivers[0], spec)
 
 
 def test_undersized_edge_patches_are_padded_with_white_not_stretched():
