@@ -1,7 +1,7 @@
 """Shared fixtures: bad-input image files, real-data location, and one small trained pipeline.
 
 The session-scoped ``idc_run`` and ``idc_bundle`` fixtures run the real pipeline once
-(synthesise 240 tiles -> train the IDC CNN for 2 epochs -> export -> parity) and are shared by
+(synthesise 2,400 tiles -> train the IDC CNN for 10 epochs -> export -> parity) and are shared by
 every test that needs a trained model or a bundle.
 """
 
@@ -93,17 +93,19 @@ needs_shared_idc = pytest.mark.skipif(not SHARED_IDC.is_dir(), reason="../shared
 
 @pytest.fixture(scope="session")
 def synth_idc_dir(tmp_path_factory) -> Path:
-    """240 synthetic IDC tiles from 6 patients (numpy + OpenCV only)."""
+    """2,400 synthetic IDC tiles from 24 patients: a test side of about 350 tiles, so the int8 gates
+    measure quantisation rather than near-ties (one flip in 40 tiles is a 2.5-point drop, two in 173
+    already fail the 1-point gate)."""
     from edgehisto.datasets.synth_idc import synthesize_idc
 
     out = tmp_path_factory.mktemp("synth_idc")
-    synthesize_idc(out, 240, seed=0, n_patients=6)
+    synthesize_idc(out, 2400, seed=0, n_patients=24)
     return out
 
 
 @pytest.fixture(scope="session")
 def idc_run(synth_idc_dir, tmp_path_factory) -> Path:
-    """A run directory: the 128x128 IDC CNN trained 10 epochs with class weights on the synthetic tiles.
+    """A run directory: the IDC CNN at its native 50x50 trained 10 epochs with class weights on the synthetic tiles.
 
     The synthetic set is separable, so the fixture must be shown to have learned it: with 2 epochs the
     model said p = 0.43 for every tile, its Grad-CAM maps were noise, and the int8 Grad-CAM gate failed
@@ -118,7 +120,7 @@ def idc_run(synth_idc_dir, tmp_path_factory) -> Path:
     from edgehisto.train.idc import TrainConfig, idc_preprocess_spec, train_idc
 
     run_dir = tmp_path_factory.mktemp("runs") / "idc"
-    config = TrainConfig(epochs=10, class_weights=True, verbose=0)
+    config = TrainConfig(input_size=50, epochs=10, class_weights=True, verbose=0)
     train_idc(synth_idc_dir, run_dir, config, log=lambda _: None)
     dataset, spec = scan_idc(synth_idc_dir), idc_preprocess_spec(config.input_size)
     tiles = load_tiles(dataset.root, dataset.relpaths, dataset.labels, spec)
@@ -136,7 +138,7 @@ def idc_bundle(idc_run, tmp_path_factory) -> Path:
     from edgehisto.export.parity import check_parity, write_report
 
     bundle = tmp_path_factory.mktemp("bundles") / "idc"
-    export_run(idc_run, bundle, calibration_count=64, log=lambda _: None)
+    export_run(idc_run, bundle, calibration_count=128, log=lambda _: None)
     write_report(bundle, check_parity(bundle))
     return bundle
 

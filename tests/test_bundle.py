@@ -34,7 +34,7 @@ def test_idc_stage_has_the_seed_models_parameter_count(manifest):
 
 def test_manifest_carries_the_training_preprocess_spec(manifest):
     spec = manifest["preprocess"]
-    assert spec["input_size"] == [128, 128]
+    assert spec["input_size"] == [50, 50]  # the fixture trains at the CNN's native size
     assert spec["scale"] == pytest.approx(1 / 255, abs=1e-12)
     assert spec["pad_to"] == [50, 50]
 
@@ -122,4 +122,4 @@ def test_loading_a_missing_directory_raises_bundle_not_found(tmp_path):
 def test_the_untouched_bundle_loads_and_verifies(idc_bundle):
     bundle = load_bundle(idc_bundle)
     assert set(bundle.stages) == {"idc"}
-    assert bundle.preprocess.input_size == (128, 128)
+    assert bundle.preprocess.input_size == (50, 50)

@@ -32,7 +32,7 @@ def test_training_writes_a_complete_run_directory(idc_run):
     assert run["n_params"] == 171_329
     registered = MODELS[run["model"]]
     assert (run["output"], run["gradcam_layer"]) == (registered.output, registered.gradcam_layer)
-    assert run["preprocess"]["input_size"] == [128, 128]
+    assert run["preprocess"]["input_size"] == [50, 50]  # the fixture trains at the CNN's native size
     split = json.loads((idc_run / "split.json").read_text())
     assert split["key"] == "patient" and split["shared_groups"] == []
     metrics = json.loads((idc_run / "test_metrics.json").read_text())
@@ -49,7 +49,8 @@ def test_export_passes_every_parity_gate(idc_bundle):
 
 
 def test_check_parity_cli_prints_a_table_and_exits_zero(idc_bundle):
-    result = CliRunner().invoke(cli, ["check-parity", str(idc_bundle), "--limit", "40", "--gradcam-limit", "8"])
+    # Every held-out tile (about 170): on a 40-tile subsample one flipped near-tie is a 2.5-point drop.
+    result = CliRunner().invoke(cli, ["check-parity", str(idc_bundle), "--limit", "512", "--gradcam-limit", "8"])
     assert result.exit_code == 0, result.output
     assert "gradcam_fp32_min_pearson" in result.output and "PASS" in result.output
 
@@ -73,7 +74,8 @@ def test_parity_catches_a_bundle_whose_onnx_does_not_match_its_keras_model(idc_b
     shutil.copytree(idc_bundle, copy)
     keras.utils.set_random_seed(123)
     manifest = json.loads((copy / "manifest.json").read_text())
-    create_model("idc_cnn").save(copy / manifest["stages"]["idc"]["reference_keras"])  # a different network
+    side = manifest["preprocess"]["input_size"][0]  # a different network at the bundle's input size
+    create_model("idc_cnn", input_size=side).save(copy / manifest["stages"]["idc"]["reference_keras"])
     write_manifest(copy, manifest)
     report = check_parity(copy, limit=24, gradcam_limit=4)
     failed = {g.name for g in report.gates if not g.passed}
