@@ -91,7 +91,7 @@ def test_bench_reads_bundles_only_and_loads_tensorflow_only_for_the_keras_refere
 
     import edgehisto.bench
 
-    rooms, heavy = {"bench", "runtime", "bundle", "data", "errors"}, ("tensorflow", "keras", "tf2onnx")
+    rooms, heavy = {"bench", "runtime", "bundle", "datasets", "errors"}, ("tensorflow", "keras", "tf2onnx")
     offences = []
     for path in sorted(Path(edgehisto.bench.__file__).parent.glob("*.py")):
         tree = ast.parse(path.read_text())
