@@ -339,7 +339,8 @@ def write_summary(report: dict, path: Path) -> Path:
     lines = [f"# Evaluation of `{report['bundle']}`", "",
              f"{report['n_tiles']} tiles of `{report['data']}` (task `{report['task']}`): {report['scope']}. "
              "onnxruntime CPU. Grad-CAM maps: " + "; ".join(
-                 f"{r['stage']} shows {r['map_meaning']}" for r in {r["stage"]: r for r in results.values()}.values())
+                 f"{r['stage']} shows {r['map_meaning']}"
+                 for r in {r["stage"]: r for r in results.values() if "map_meaning" in r}.values())
              + ". All numbers: [evaluation.json](evaluation.json).",
              *([f"No tiles were routed to: {', '.join(report['stages_without_tiles'])}."]
                if report["stages_without_tiles"] else []), "",

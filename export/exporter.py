@@ -184,7 +184,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "reference": {"data_root": os.path.relpath(run_info["data_dir"]), "test_split": "reference/test_split.csv"},
         "training": {"run_dir": os.path.relpath(run_dir), "config": run_info["config"],
                      "test_metrics": _test_metrics(run_dir)},
-        "provenance": provenance({"run_dir": run_dir, "gradcam_layer": gradcam_layer,
+        "provenance": provenance({"run_dir": os.path.relpath(run_dir), "gradcam_layer": gradcam_layer,
                                   "calibration_images": calibration_count}),
     }
     manifest["files"] = file_entries(out_dir)  # the runtime runs only hashed files

@@ -14,6 +14,7 @@ Gates (thresholds are options of ``check-parity``):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thr
     truth = task.stage_labels(labels)
     spec = bundle.preprocess
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
-    report = ParityReport(str(bundle_dir), str(root), len(relpaths), 0)
+    # Paths relative to where the check ran: a report that ships in a bundle carries no machine path.
+    report = ParityReport(os.path.relpath(bundle_dir), os.path.relpath(root), len(relpaths), 0)
     runtimes = {p: Classifier(bundle, precision=p, allow_failed_parity=True) for p in PRECISIONS}
     references, keras_top1 = KerasReferences(bundle), {}
     for name, stage in bundle.stages.items():
