@@ -60,6 +60,8 @@ EH := $(VENV)/bin/edgehisto
 IDC_DATA ?= ../shared/data/idc
 HAVE_IDC := $(firstword $(wildcard $(IDC_DATA)/*/1))
 BREAKHIS_DATA ?= ../shared/data/breakhis
+# The embedded BreaKHis model's held-out listing is relative to the root it was trained on.
+BREAKHIS_EVAL_DATA ?= ../shared/data/breakhis/real
 HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/real/BreaKHis_v1 $(BREAKHIS_DATA)/BreaKHis_v1)
 
 # The embedded models on real tissue, no training: 24 real IDC patches of the default model's test
@@ -75,8 +77,8 @@ ifneq ($(HAVE_IDC),)
 	$(EH) evaluate idc $(IDC_DATA) --out $(OUT)/idc-held-out --precision int8 --limit 400
 endif
 ifneq ($(HAVE_BREAKHIS),)
-	@echo "== The embedded BreaKHis model on its held-out test slides (real fields from $(BREAKHIS_DATA))"
-	$(EH) evaluate breakhis $(BREAKHIS_DATA) --out $(OUT)/breakhis-held-out --precision int8
+	@echo "== The embedded BreaKHis model on its held-out test patients (real fields from $(BREAKHIS_EVAL_DATA))"
+	$(EH) evaluate breakhis $(BREAKHIS_EVAL_DATA) --out $(OUT)/breakhis-held-out --precision int8
 endif
 	@echo "Reports with Grad-CAM panels: $(OUT)/idc-samples/summary.md$(if $(HAVE_IDC), and $(OUT)/idc-held-out/summary.md)$(if $(HAVE_BREAKHIS), and $(OUT)/breakhis-held-out/summary.md)"
 	@echo "Run edgehisto yourself: source .venv/bin/activate, then e.g. edgehisto classify --help"
