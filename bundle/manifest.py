@@ -102,6 +102,11 @@ class Bundle:
         return self.path / relative
 
     @property
+    def manifest_sha256(self) -> str:
+        """Hex sha256 of the manifest file: the identity of the bundle that reports and rows name."""
+        return sha256_of(self.path / MANIFEST)
+
+    @property
     def made_with(self) -> dict[str, str]:
         """Package versions of the exporting machine (``provenance.versions``; empty if unrecorded)."""
         return dict(self.manifest.get("provenance", {}).get("versions", {}))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -91,9 +90,8 @@ def _map_one(source: Path, classifier, out_dir: Path, precision: str, stride: in
     with progress_reporter() as report:
         slide = map_slide(source, classifier, stride, tissue_threshold,
                           progress=lambda done, total: report(done, total, "tiles"))
-    sha = hashlib.sha256((bundle.path / "manifest.json").read_bytes()).hexdigest()
     name = bundle.manifest.get("name", bundle.path.name)
-    facts = summary(slide, name, sha, precision, cpu_kind())
+    facts = summary(slide, name, bundle.manifest_sha256, precision, cpu_kind())
     out_dir.mkdir(parents=True, exist_ok=True)
     tiles = facts["tiles"]
     partial = "" if facts["complete"] else " PARTIAL"

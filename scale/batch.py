@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgehisto.bundle.manifest import MANIFEST, Bundle, load_bundle
+from edgehisto.bundle.manifest import Bundle, load_bundle
 from edgehisto.bundle.outputs import probability_column
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
@@ -52,7 +52,7 @@ class BatchPlan:
 
 def manifest_sha256(bundle: Bundle) -> str:
     """The sha256 of a bundle's manifest (which holds the sha256 of every other file)."""
-    return hashlib.sha256((bundle.path / MANIFEST).read_bytes()).hexdigest()
+    return bundle.manifest_sha256
 
 
 def probability_columns(bundle: Bundle) -> list[str]:
