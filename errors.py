@@ -42,3 +42,7 @@ class UnknownModel(EdgehistoError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
+
+
+class BundleMismatch(EdgehistoError):
+    """A worker loaded a bundle whose manifest differs from the driver's."""

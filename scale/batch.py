@@ -26,16 +26,12 @@ from pathlib import Path
 
 from edgehisto.bundle.manifest import Bundle, load_bundle
 from edgehisto.bundle.outputs import probability_column
-from edgehisto.errors import EdgehistoError
+from edgehisto.errors import BundleMismatch, EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
 
 FIXED_COLUMNS = ("path", "sha256", "label", "subtype", "subtype_stage", "error", "warning", "gradcam_files",
                  "bundle_sha256", "precision", "written_at")
 PART_ROWS = 256  # rows per Parquet part in the local engine
-
-
-class BundleMismatch(EdgehistoError):
-    """A worker loaded a bundle whose manifest differs from the driver's."""
 
 
 @dataclass(frozen=True)
@@ -260,35 +256,28 @@ def run_ray(job: BatchPlan, out_dir: Path, precision: str, workers: int, address
 
     import ray
 
+    from edgehisto.scale.ray_session import ray_session
+
     started = time.perf_counter()
-    owned = not ray.is_initialized()
-    # A normal run is quiet: Ray's INFO lines (instance start, token-auth notice, Ray Data's per-second
-    # progress log) read as failures to a user; WARNING and above (real trouble) still show.
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if owned:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
     todo = list(job.inputs)
-    dataset = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, len(todo) // batch_size))
     arguments = (str(job.bundle_path), job.bundle_sha256, precision, sorted(job.done), job.columns,
                  str(gradcam_dir) if gradcam_dir else None, job.argument_errors, threads)
-    with warnings.catch_warnings():
-        # max_restarts=0: Ray Data keeps every actor pool's constructor in the object store, and with
-        # restarts allowed Ray logs an error line about it on every run (ray-project/ray#57733), which
-        # users read as a failure. Without restarts a crashed worker fails the job, and a rerun
-        # classifies only the inputs that have no row yet. Ray 2.60 names no other way to set it.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        results = dataset.map_batches(_RayClassifier, batch_size=batch_size, batch_format="numpy",
-                                      compute=ray.data.ActorPoolStrategy(size=workers), fn_constructor_args=arguments,
-                                      num_cpus=1, max_restarts=0)
     before = set(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else set()
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data resets it when it starts
-    try:
+    with ray_session(workers, address):
+        dataset = ray.data.from_items([{"path": p} for p in todo],
+                                      override_num_blocks=max(1, len(todo) // batch_size))
+        with warnings.catch_warnings():
+            # max_restarts=0: Ray Data keeps every actor pool's constructor in the object store, and with
+            # restarts allowed Ray logs an error line about it on every run (ray-project/ray#57733), which
+            # users read as a failure. Without restarts a crashed worker fails the job, and a rerun
+            # classifies only the inputs that have no row yet. Ray 2.60 names no other way to set it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            results = dataset.map_batches(_RayClassifier, batch_size=batch_size, batch_format="numpy",
+                                          compute=ray.data.ActorPoolStrategy(size=workers),
+                                          fn_constructor_args=arguments, num_cpus=1, max_restarts=0)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data resets it when it starts
         results.write_parquet(str(out_dir), min_rows_per_file=batch_size)
-    finally:
-        if owned:
-            ray.shutdown()
     new_parts = set(Path(out_dir).glob("*.parquet")) - before
     written = failed = 0
     if new_parts:

@@ -167,3 +167,32 @@ def test_several_sources_each_get_a_folder_and_a_row_and_a_bad_one_does_not_stop
     assert rows["blank.png"]["classified"] == "0" and (out / "blank_png" / "summary.json").is_file()
     assert rows["broken.png"]["error"] and not (out / "broken_png").exists()
     assert f"error: {broken}: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_many_sources_on_ray_give_the_local_engines_outputs(patient, tmp_path):
+    pytest.importorskip("ray", reason="the [scale] extra is not installed")
+    image = tmp_path / "region.png"
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(image), np.vstack([np.hstack([_tissue(rng, bool((i + j) % 2)) for i in range(4)])
+                                       for j in range(3)]))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        done = run("console script", "map", patient, image, broken, "--out", out, "--engine", engine,
+                   "--workers", "2", cwd=tmp_path)
+        assert done.returncode == 1, done.stderr  # the broken source
+        assert f"error: {broken}: " in done.stderr and "Traceback" not in done.stderr
+        assert "WARNING" not in done.stderr and "core_worker" not in done.stderr
+        with open(out / "slides.csv", newline="") as handle:
+            outputs[engine] = [{k: v for k, v in row.items()} for row in csv.DictReader(handle)]
+        for folder in ("10253", "region_png"):
+            assert {p.name for p in (out / folder).iterdir()} == {"map.png", "tiles.csv", "tiles.geojson",
+                                                                   "summary.json"}
+    assert [r["source"] for r in outputs["ray"]] == [str(patient), str(image), str(broken)]
+    for local, ray in zip(outputs["local"], outputs["ray"], strict=True):
+        assert {k: v for k, v in local.items()} == {k: v for k, v in ray.items()}
+    for folder in ("10253", "region_png"):
+        assert (tmp_path / "local" / folder / "tiles.csv").read_text() == \
+            (tmp_path / "ray" / folder / "tiles.csv").read_text()

@@ -1,0 +1,30 @@
+"""One home for how edgehisto starts Ray: quiet on a normal run, loud on real trouble."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def ray_session(workers: int, address: str | None = None) -> Iterator[None]:
+    """Start (or join) Ray for the block, and shut it down after if this block started it.
+
+    ``address``: None starts a local Ray with at least ``workers`` CPUs; ``auto`` or ``ray://host:port``
+    joins a cluster. Ray's INFO lines (instance start, the token-auth notice, Ray Data's per-second
+    progress log) read as failures to a user, so only WARNING and above show.
+    """
+    import ray
+
+    owned = not ray.is_initialized()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if owned:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
+    try:
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
