@@ -23,7 +23,7 @@ ROOMS: dict[str, tuple[frozenset[str], str]] = {
     "release": (frozenset({"export", "evaluate", "runtime", "datasets", "bundle", "metrics", "errors"}),
                 "choosing, carding and installing the embedded models"),
     "bench": (frozenset({"runtime", "bundle", "datasets", "errors"}), "bundles measured side by side"),
-    "kiosk": (frozenset({"runtime", "bundle", "errors"}), "the kiosk page (edgehisto serve)"),
+    "kiosk": (frozenset({"runtime", "bundle", "maps", "errors"}), "the kiosk page (edgehisto serve)"),
     "scale": (frozenset({"runtime", "bundle", "errors"}), "batch on Ray"),
     "maps": (frozenset({"runtime", "bundle", "scale", "errors"}), "slide maps: probability map, tile table, QuPath GeoJSON"),
 }

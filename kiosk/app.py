@@ -12,6 +12,9 @@ API (JSON):
                               200 {"id", "record", "latency_ms", "images"} where ``record`` is what
                               ``edgehisto classify --format json`` prints for that file; a bad image
                               gives 415/422 {"error", "record"}; a full queue 503 + Retry-After
+    POST /api/map             a larger image (a field, a mosaic, a slide crop) tiled at the model's input
+                              size: 200 {"name", "map": what ``edgehisto map`` writes to summary.json,
+                              "image": the map picture, "latency_ms"}; not kept in the history
     GET  /api/latest          {"id": newest result id or null}
     GET  /api/history         newest first: [{"id", "name", "label", "subtype", "source", "time"}]
     GET  /api/results/{id}    one result as /api/classify returned it (404 once it left the ring)
@@ -20,7 +23,6 @@ API (JSON):
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import hashlib
@@ -32,8 +34,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-import cv2
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +43,7 @@ from edgehisto.bundle.image_headers import sniff_format
 from edgehisto.bundle.manifest import MANIFEST, Bundle
 from edgehisto.errors import EdgehistoError
 from edgehisto.kiosk.guards import Admission, BodyLimit, Busy, SecurityHeaders, read_bounded, too_large
+from edgehisto.kiosk.pictures import data_url
 from edgehisto.runtime.classifier import Classifier, TileResult
 from edgehisto.runtime.gradcam import overlay
 from edgehisto.runtime.registry import MODELS_DIR, names_of, resolve_bundle
@@ -140,8 +141,8 @@ class Kiosk:
 
     def _images(self, result: TileResult) -> dict:
         peaks = {n: s.gradcam_display_peak for n, s in self.classifier.stages.items()}
-        return {"tile": _data_url(result.image),
-                "overlays": {s.stage: _data_url(overlay(result.image, s.cam, peak=peaks.get(s.stage)))
+        return {"tile": data_url(result.image),
+                "overlays": {s.stage: data_url(overlay(result.image, s.cam, peak=peaks.get(s.stage)))
                              for s in result.stages if s.cam is not None}}
 
     def find(self, result_id: int) -> dict | None:
@@ -163,13 +164,6 @@ def _caveat(card_json: Path) -> str | None:
         return json.loads(card_json.read_text(encoding="utf-8")).get("caveat") or None
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _data_url(rgb: np.ndarray) -> str:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("cannot encode a PNG")
-    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
 def display_name(raw: str | None) -> str:
@@ -276,8 +270,8 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
         card = kiosk.bundle.path / "MODEL_CARD.md"
         return {**kiosk.summary(), "model_card": card.read_text(encoding="utf-8") if card.is_file() else None}
 
-    @app.post("/api/classify")
-    async def classify(request: Request):
+    async def received(request: Request) -> tuple[str, bytes] | JSONResponse:
+        """The upload's display name and bytes, or the response that refuses it."""
         if not kiosk.verification["passed"]:
             return JSONResponse({"error": "refused: this bundle failed its on-device verification "
                                           "(see /api/health)"}, 503)
@@ -295,6 +289,14 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
             except ValueError as error:
                 return JSONResponse({"error": str(error)}, 400)
             name = display_name(raw_name)
+        return name, body
+
+    @app.post("/api/classify")
+    async def classify(request: Request):
+        upload = await received(request)
+        if isinstance(upload, JSONResponse):
+            return upload
+        name, body = upload
         try:
             entry = await admission.run(lambda: run_in_threadpool(kiosk.classify, name, body, "upload"))
         except Busy:
@@ -303,6 +305,23 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
             status = 415 if sniff_format(body) is None else 422
             return JSONResponse({"error": entry["record"]["error"], "record": entry["record"]}, status)
         return kiosk.remember(entry)
+
+    @app.post("/api/map")
+    async def map_region(request: Request):
+        from edgehisto.kiosk.map_view import map_upload
+
+        upload = await received(request)
+        if isinstance(upload, JSONResponse):
+            return upload
+        name, body = upload
+        try:
+            mapped = await admission.run(lambda: run_in_threadpool(
+                map_upload, kiosk.classifier, name, body, kiosk.verification["cpu"]))
+        except Busy:
+            return busy()
+        if "error" in mapped:
+            return JSONResponse(mapped, 415 if sniff_format(body) is None else 422)
+        return mapped
 
     # The ring is read and written on the event loop only: these routes are async on purpose.
     @app.get("/api/latest")

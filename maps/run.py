@@ -64,16 +64,37 @@ def map_slide(source: Path, classifier: Classifier, stride: int | None = None, t
     if source.is_dir():
         layout = patch_layout(source, tile_size)
     elif source.is_file():
-        spec = classifier.spec
-        rgb = decode_rgb(read_tile_file(source, max_bytes=_MAX_IMAGE_BYTES), max_pixels=spec.max_pixels,
-                         min_side=spec.min_side)
-        layout = image_layout(rgb, tile_size, stride, tissue_threshold)
+        layout = _image_layout(read_tile_file(source, max_bytes=_MAX_IMAGE_BYTES), classifier, stride,
+                               tissue_threshold)
     else:
         raise MapSourceError(f"{source} is neither a folder of patches nor an image file")
+    return _classify_layout(str(source), layout, classifier, started, progress)
+
+
+def map_encoded(name: str, data: bytes, classifier: Classifier, stride: int | None = None,
+                tissue_threshold: float = 0.5) -> SlideMap:
+    """``map_slide`` for one large image held in memory (an upload): nothing touches the disk.
+
+    Raises:
+        MapSourceError: the image is smaller than one tile.
+        InvalidImage: it cannot be decoded or is over the runtime's pixel limit.
+    """
+    started = time.perf_counter()
+    return _classify_layout(name, _image_layout(data, classifier, stride, tissue_threshold), classifier, started)
+
+
+def _image_layout(data: bytes, classifier: Classifier, stride: int | None, tissue_threshold: float) -> Layout:
+    spec = classifier.spec
+    rgb = decode_rgb(data, max_pixels=spec.max_pixels, min_side=spec.min_side)
+    return image_layout(rgb, _tile_size(classifier), stride, tissue_threshold)
+
+
+def _classify_layout(source: str, layout: Layout, classifier: Classifier, started: float,
+                     progress: Callable[[int, int], None] | None = None) -> SlideMap:
     stage = classifier.stages[classifier.bundle.entry_stage]
     names = list(stage.class_names)
     scale = min(1.0, MAP_SIDE / max(layout.width, layout.height))
-    result = SlideMap(str(source), layout.kind, layout.width, layout.height, scale, _blank(layout, scale), names,
+    result = SlideMap(source, layout.kind, layout.width, layout.height, scale, _blank(layout, scale), names,
                       names[-1], background=layout.background, skipped=layout.skipped, patient=layout.patient)
     if layout.image is not None:
         result.thumbnail = cv2.resize(layout.image, result.thumbnail.shape[1::-1], interpolation=cv2.INTER_AREA)

@@ -248,3 +248,29 @@ def test_a_card_that_says_the_model_misses_its_target_puts_that_caveat_beside_ev
     write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
     with TestClient(create_app(KioskSettings(model=str(bundle)))) as client:
         assert client.get("/api/model").json()["caveat"] is None
+
+
+def test_a_region_posted_to_the_map_route_gives_what_the_map_command_writes(client, tmp_path):
+    rng = np.random.default_rng(5)
+    pixels = np.full((150, 250, 3), 245, np.uint8)
+    pixels[25:125, 50:200] = rng.integers(60, 200, (100, 150, 3), dtype=np.uint8) * np.array([0.8, 0.4, 0.9])
+    region = tmp_path / "region.png"
+    import cv2
+
+    cv2.imwrite(str(region), pixels)
+    response = client.post("/api/map", files={"file": ("region.png", region.read_bytes(), "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    done = run("console script", "map", region, "--out", tmp_path / "m", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "m" / "summary.json").read_text())
+    for key in ("tiles", "positive_fraction", "positive_class", "precision", "bundle_sha256"):
+        assert body["map"][key] == written[key], key
+    assert body["image"].startswith("data:image/png;base64,")
+    assert client.get("/api/latest").json()["id"] != body.get("id")  # maps are not kept in the history
+    bad = client.post("/api/map", files={"file": ("x.png", b"not an image", "image/png")})
+    assert bad.status_code == 415 and "\n" not in bad.json()["error"]
+    small = io.BytesIO()
+    small.write(cv2.imencode(".png", pixels[:20, :20])[1].tobytes())
+    tiny = client.post("/api/map", files={"file": ("tiny.png", small.getvalue(), "image/png")})
+    assert tiny.status_code == 422 and "smaller than one" in tiny.json()["error"]

@@ -123,3 +123,40 @@ def test_before_any_image_the_page_shows_no_empty_image_boxes(server, tmp_path):
         assert np.all(np.abs(pixels.astype(int) - (242, 244, 244)) <= 2)
     finally:
         driver.quit()
+
+
+def test_a_region_mapped_through_the_page_shows_the_map_and_the_same_counts_as_the_map_command(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    region = tmp_path / "region.png"
+    rng = np.random.default_rng(5)
+    pixels = np.full((150, 250, 3), 245, np.uint8)  # glass, with a block of stained tissue in the middle
+    pixels[25:125, 50:200] = rng.integers(60, 200, (100, 150, 3), dtype=np.uint8) * np.array([0.8, 0.4, 0.9])
+    cv2.imwrite(str(region), pixels)
+    done = subprocess.run([str(CONSOLE_SCRIPT), "map", str(region), "--out", str(tmp_path / "m")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    tiles = json.loads((tmp_path / "m" / "summary.json").read_text())["tiles"]
+    driver = browser(800, 480)
+    try:
+        driver.get(server)
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "banner").is_displayed())
+        driver.find_element(By.ID, "map-mode").click()
+        driver.find_element(By.ID, "file").send_keys(str(region))
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script("const i = document.getElementById('map-image');"
+                                       "return i.complete && i.naturalWidth > 0;"))
+        facts = driver.find_element(By.ID, "map-facts").text
+        assert f"{tiles['classified']} tiles classified, {tiles['background']} background" in facts
+        assert not driver.find_element(By.ID, "result").is_displayed()
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 800
+        shot = tmp_path / "map.png"
+        assert driver.save_screenshot(str(shot))
+        # The screenshot shows the map: where it sits, the page is not the plain background.
+        box = driver.execute_script("const r = document.getElementById('map-image').getBoundingClientRect();"
+                                    "return [r.left, r.top, r.right, r.bottom].map(Math.round);")
+        drawn = cv2.imread(str(shot))[box[1]:box[3], box[0]:box[2]]
+        assert drawn.size and np.abs(drawn.astype(int) - (242, 244, 244)).max() > 60
+    finally:
+        driver.quit()

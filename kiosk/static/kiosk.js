@@ -96,8 +96,42 @@ async function review(id) {
   if (response.ok) show(await response.json());
 }
 
+function showMap(body) {
+  $("result").hidden = true;
+  $("map-result").hidden = false;
+  $("map-image").src = body.image;
+  const map = body.map;
+  const tiles = map.tiles;
+  const share = map.positive_fraction === null ? "-" : `${(100 * map.positive_fraction).toFixed(1)}%`;
+  $("map-facts").textContent = `${body.name}: ${tiles.classified} tiles classified, ${tiles.background} background, ` +
+    `${tiles.failed} failed; ${share} called ${map.positive_class}; ${body.latency_ms.toFixed(0)} ms ` +
+    `(${map.tiles_per_second} tiles/s, ${map.precision})`;
+  $("map-caveat").hidden = !(model && model.caveat);
+  $("map-caveat").textContent = model && model.caveat ? `Model card: ${model.caveat}` : "";
+}
+
+async function mapRegion(file) {
+  $("status").textContent = `Mapping ${file.name}…`;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  try {
+    const response = await fetch("/api/map", { method: "POST", body: form });
+    const body = await response.json();
+    if (!response.ok) {
+      $("status").textContent = `${file.name}: ${body.error}`;
+      return;
+    }
+    $("status").textContent = "";
+    showMap(body);
+  } catch (error) {
+    $("status").textContent = `Could not reach the kiosk server (${error})`;
+  }
+}
+
 async function upload(file) {
   if (!file) return;
+  if ($("map-mode").checked) return mapRegion(file);
+  $("map-result").hidden = true;
   $("status").textContent = `Classifying ${file.name}…`;
   const form = new FormData();
   form.append("file", file, file.name);
