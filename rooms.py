@@ -25,5 +25,6 @@ ROOMS: dict[str, tuple[frozenset[str], str]] = {
     "bench": (frozenset({"runtime", "bundle", "datasets", "errors"}), "bundles measured side by side"),
     "kiosk": (frozenset({"runtime", "bundle", "maps", "errors"}), "the kiosk page (edgehisto serve)"),
     "scale": (frozenset({"runtime", "bundle", "errors"}), "batch on Ray"),
-    "maps": (frozenset({"runtime", "bundle", "scale", "errors"}), "slide maps: probability map, tile table, QuPath GeoJSON"),
+    "maps": (frozenset({"runtime", "bundle", "scale", "errors"}),
+             "slide maps: probability map, tile table, QuPath GeoJSON"),
 }
