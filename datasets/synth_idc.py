@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edgehisto.datasets.idc import TILE_SIZE
-from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in
+from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in, punch_fat
 from edgehisto.errors import DatasetLayoutError
 
 # Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which
@@ -85,19 +85,11 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 
 def _add_fat(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray, count: int) -> None:
     """Punch a cluster of white fat vacuoles, separated by thin eosin membranes, in place."""
-    holes = np.zeros(haem.shape, np.uint8)
-    walls = np.zeros(haem.shape, np.uint8)
-    cluster = rng.uniform(0, haem.shape[0], 2)  # adipocytes come in lobules, not singly
-    for _ in range(count):
-        centre = tuple(int(c) for c in cluster + rng.normal(0, 0.22 * haem.shape[0], 2))
-        axes = tuple(int(a) for a in rng.uniform(0.08, 0.22, 2) * haem.shape[0])
-        angle = float(rng.uniform(0, 180))
-        cv2.ellipse(holes, centre, axes, angle, 0, 360, 255, -1)
-        cv2.ellipse(walls, centre, axes, angle, 0, 360, 255, 1)
-    inside = (holes > 0) & (walls == 0)
-    haem[inside] *= 0.05
-    eosin[inside] *= 0.04
-    eosin[walls > 0] = np.maximum(eosin[walls > 0], rng.uniform(0.25, 0.5))
+    size = haem.shape[0]
+    cluster = rng.uniform(0, size, 2)  # adipocytes come in lobules, not singly
+    punch_fat(rng, haem, eosin, ((tuple(int(c) for c in cluster + rng.normal(0, 0.22 * size, 2)),
+                                  tuple(int(a) for a in rng.uniform(0.08, 0.22, 2) * size),
+                                  float(rng.uniform(0, 180))) for _ in range(count)))
 
 
 def _tissue_edge(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None:
