@@ -18,19 +18,18 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from edgehisto.datasets.breakhis import (
-    _BINARY_CODES,
-    _GROUP_SUBTYPES,
+from edgehisto.datasets.breakhis import find_breast_dir
+from edgehisto.datasets.breakhis_dataset import BreakhisDataset, BreakhisTile
+from edgehisto.datasets.breakhis_names import (
     BINARY_CLASSES,
+    BINARY_CODES,
+    GROUP_SUBTYPES,
     IMAGE_SIZE,
     MAGNIFICATIONS,
     SUBTYPE_NAMES,
-    BreakhisDataset,
-    BreakhisTile,
-    Progress,
-    find_breast_dir,
 )
 from edgehisto.datasets.files import FileProblem, png_size
+from edgehisto.datasets.tile_scan import Progress
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("relpath", "label", "tumor_subtype", "patient_folder", "slide", "magnification")
@@ -128,9 +127,9 @@ def _manifest_tile(root: Path, row: dict, read_sizes: bool, problems: list[FileP
     magnification = row["magnification"].rstrip("X")
     if folder is None:
         return problem(f"patient_folder {row['patient_folder']!r} is not SOB_<B|M>_<SUB>_<YY>-<SLIDE...>")
-    if code is None or code != folder["subtype"] or code not in _GROUP_SUBTYPES[folder["binary"]]:
+    if code is None or code != folder["subtype"] or code not in GROUP_SUBTYPES[folder["binary"]]:
         return problem(f"tumor_subtype {row['tumor_subtype']!r} disagrees with {row['patient_folder']}")
-    if row["label"] != _BINARY_CODES[folder["binary"]]:
+    if row["label"] != BINARY_CODES[folder["binary"]]:
         return problem(f"label {row['label']!r} disagrees with {row['patient_folder']}")
     if not folder["patient"].startswith(row["slide"]):
         return problem(f"slide {row['slide']!r} is not the slide of {row['patient_folder']}")
@@ -147,7 +146,7 @@ def _manifest_tile(root: Path, row: dict, read_sizes: bool, problems: list[FileP
     seq = _SEQ_RE.search(path.name)
     return BreakhisTile(
         path=path, relpath=row["relpath"], label=row["label"], binary=BINARY_CLASSES.index(row["label"]),
-        subtype=code, subtype_index=_GROUP_SUBTYPES[folder["binary"]].index(code),
+        subtype=code, subtype_index=GROUP_SUBTYPES[folder["binary"]].index(code),
         magnification=int(magnification), patient=folder["patient"], slide=row["slide"],
         seq=int(seq["seq"]) if seq else 0, width=width, height=height, squashed=squashed(width, height),
     )

@@ -71,14 +71,18 @@ def _masks_and_problems(summary: dict) -> list[str]:
     ]
 
 
+def _share_table(heading: str, counts: dict[str, int], n_tiles: int) -> list[str]:
+    """Lines of a count table: one row per name, with its tiles and their share of all tiles."""
+    total = max(n_tiles, 1)
+    return [f"{heading:<20} {'tiles':>7} {'share':>7}",
+            *(f"{name:<20} {count:>7} {count / total:>7.1%}" for name, count in counts.items())]
+
+
 def _class_table(summary: dict) -> list[str]:
     """Lines of the per-class count table."""
-    total = max(summary["n_tiles"], 1)
-    lines = [f"{'class':<20} {'tiles':>7} {'share':>7}"]
-    for label, count in summary["class_counts"].items():
-        name = f"{label} ({summary['class_names'][label]})"
-        lines.append(f"{name:<20} {count:>7} {count / total:>7.1%}")
-    return lines
+    names = summary["class_names"]
+    counts = {f"{label} ({names[label]})": count for label, count in summary["class_counts"].items()}
+    return _share_table("class", counts, summary["n_tiles"])
 
 
 def _patient_table(summary: dict) -> list[str]:
@@ -119,11 +123,7 @@ def _format_breakhis(summary: dict) -> list[str]:
 
 def _label_table(summary: dict) -> list[str]:
     """Lines of the benign/malignant count table."""
-    total = max(summary["n_tiles"], 1)
-    lines = [f"{'label':<20} {'tiles':>7} {'share':>7}"]
-    for label, count in summary["binary_counts"].items():
-        lines.append(f"{label:<20} {count:>7} {count / total:>7.1%}")
-    return lines
+    return _share_table("label", summary["binary_counts"], summary["n_tiles"])
 
 
 def _magnification_row(counts: dict[str, int]) -> str:

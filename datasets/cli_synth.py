@@ -23,21 +23,30 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
         yield advance
 
 
+def _dataset_options(layout: str, items: str) -> Callable:
+    """The options every synth command takes: --out (written in ``layout``), --n ``items`` and --seed."""
+    options = (
+        click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help=f"New or empty directory to write {layout} into."),
+        click.option("--n", "n", required=True, type=click.IntRange(min=1), help=f"Number of {items}."),
+        click.option("--seed", required=True, type=click.IntRange(min=0), help="Same seed, same bytes."),
+    )
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):  # click lists options in decorator order, top first
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @click.group()
 def synth() -> None:
     """Generate synthetic datasets for tests, demos and smoke training."""
 
 
 @synth.command("idc")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="New or empty directory to write PATIENT/0|1/*.png into.",
-)
-@click.option("--n", "n", required=True, type=click.IntRange(min=1), help="Number of tiles.")
-@click.option("--seed", required=True, type=click.IntRange(min=0), help="Same seed, same bytes.")
+@_dataset_options("PATIENT/0|1/*.png", "tiles")
 @click.option(
     "--patients", default=8, show_default=True, type=click.IntRange(min=1), help="Patients."
 )
@@ -70,15 +79,7 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
 
 
 @synth.command("breakhis")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="New or empty directory to write BreaKHis_v1/histology_slides/breast/... into.",
-)
-@click.option("--n", "n", required=True, type=click.IntRange(min=1), help="Number of images.")
-@click.option("--seed", required=True, type=click.IntRange(min=0), help="Same seed, same bytes.")
+@_dataset_options("BreaKHis_v1/histology_slides/breast/...", "images")
 @click.option(
     "--patients-per-subtype",
     default=2,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -85,19 +85,3 @@ def png_size(path: Path) -> tuple[int, int] | None:
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     return (width, height) if width and height else None
 
-
-def attach_masks(dataset, masks: dict[Path, Path]) -> None:
-    """Attach each mask to the tile it names (a dataset with ``tiles`` and ``problems``).
-
-    A mask without a usable tile becomes a problem.
-    """
-    if not masks:
-        return
-    for index, tile in enumerate(dataset.tiles):
-        mask = masks.pop(tile.path, None)
-        if mask is not None:
-            dataset.tiles[index] = replace(tile, mask_path=mask)
-    for tile_path, mask in sorted(masks.items()):
-        dataset.problems.append(
-            FileProblem(mask, f"mask without a usable tile (expected {tile_path.name})")
-        )

@@ -13,13 +13,14 @@ becomes a ``FileProblem`` (one line, with the values involved) and is left out.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from edgehisto.datasets.files import FileProblem, attach_masks, image_size, is_metadata, quiet_opencv, walk_files
+from edgehisto.datasets.files import image_size
+from edgehisto.datasets.tile_scan import Progress, TileDataset, match_tile_name, scan_tiles, tile_column
 from edgehisto.errors import DatasetLayoutError
 
 TILE_SIZE = 50
@@ -29,8 +30,6 @@ _TILE_RE = re.compile(
     r"^(?P<patient>[A-Za-z0-9-]+)_idx\d+_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])"
     r"(?P<mask>_mask)?\.png$"
 )
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -54,40 +53,17 @@ class IdcTile:
 
 
 @dataclass
-class IdcDataset:
-    """The usable tiles under a root, plus every file that was left out and why."""
+class IdcDataset(TileDataset[IdcTile]):
+    """The usable IDC tiles under a root, plus every file that was left out and why."""
 
-    root: Path
-    tiles: list[IdcTile] = field(default_factory=list)
-    problems: list[FileProblem] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.tiles)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels (0/1) of the tiles, as int64, in tile order."""
-        return np.array([tile.label for tile in self.tiles], dtype=np.int64)
-
-    @property
-    def patients(self) -> np.ndarray:
-        """Patient id (string) of each tile, in tile order: the grouping key for splits."""
-        return np.array([tile.patient for tile in self.tiles], dtype=str)
-
-    @property
-    def relpaths(self) -> list[str]:
-        """Posix paths of the tiles relative to the root, in tile order."""
-        return [tile.relpath for tile in self.tiles]
+    labels = tile_column("label", np.int64, "Labels (0/1) of the tiles, as int64, in tile order.")
+    patients = tile_column("patient", str,
+                           "Patient id (string) of each tile, in tile order: the grouping key for splits.")
 
     @property
     def undersized(self) -> list[IdcTile]:
         """Tiles smaller than 50 pixels on either side (slide-edge patches)."""
         return [tile for tile in self.tiles if tile.undersized]
-
-    @property
-    def n_masks(self) -> int:
-        """Number of tiles with a lesion mask attached."""
-        return sum(tile.mask_path is not None for tile in self.tiles)
 
     @property
     def class_counts(self) -> dict[int, int]:
@@ -115,26 +91,10 @@ def scan_idc(root: Path, *, progress: Progress | None = None) -> IdcDataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"IDC data directory not found: {root}")
-    dataset = IdcDataset(root=root)
-    candidates: list[tuple[Path, re.Match]] = []
-    masks: dict[Path, Path] = {}
-    for path in walk_files(root):
-        _classify_file(root, path, candidates, masks, dataset.problems)
-    with quiet_opencv():  # bad files become FileProblems; OpenCV's own log adds only noise
-        for done, (path, match) in enumerate(candidates, start=1):
-            tile = _read_tile(root, path, match, dataset.problems)
-            if tile is not None:
-                dataset.tiles.append(tile)
-            if progress is not None:
-                progress(done, len(candidates))
-    attach_masks(dataset, masks)
-    dataset.problems.sort(key=lambda problem: problem.path)
-    if not dataset.tiles:
-        raise DatasetLayoutError(
-            f"no IDC tiles ({TILE_GRAMMAR}) found in {root}"
-            + (f" ({len(dataset.problems)} files rejected)" if dataset.problems else "")
-        )
-    return dataset
+    return scan_tiles(
+        IdcDataset(root=root), root, partial(_check, root), partial(_read_tile, root),
+        nothing_found=f"no IDC tiles ({TILE_GRAMMAR}) found in {root}", progress=progress,
+    )
 
 
 def looks_like_idc(root: Path) -> bool:
@@ -150,27 +110,12 @@ def looks_like_idc(root: Path) -> bool:
     return False
 
 
-def _classify_file(
-    root: Path,
-    path: Path,
-    candidates: list[tuple[Path, re.Match]],
-    masks: dict[Path, Path],
-    problems: list[FileProblem],
-) -> None:
-    """Sort one file into candidate tile, mask, silently ignored metadata, or problem."""
-    if is_metadata(path):
-        return
-    match = _TILE_RE.match(path.name)
-    if path.suffix.lower() != ".png":
-        problems.append(FileProblem(path, f"not a .png file; IDC tiles are {TILE_GRAMMAR}"))
-    elif match is None:
-        problems.append(FileProblem(path, f"file name does not match {TILE_GRAMMAR}"))
-    elif (reason := _placement_problem(root, path, match)) is not None:
-        problems.append(FileProblem(path, reason))
-    elif match["mask"]:
-        masks[path.with_name(path.name[: -len("_mask.png")] + ".png")] = path
-    else:
-        candidates.append((path, match))
+def _check(root: Path, path: Path) -> re.Match | str:
+    """The name match of a well-named, well-placed tile or mask, or why the file is left out."""
+    match = match_tile_name(path, _TILE_RE, TILE_GRAMMAR, "IDC tiles")
+    if isinstance(match, str):
+        return match
+    return _placement_problem(root, path, match) or match
 
 
 def _placement_problem(root: Path, path: Path, match: re.Match) -> str | None:
@@ -189,14 +134,11 @@ def _placement_problem(root: Path, path: Path, match: re.Match) -> str | None:
     return None
 
 
-def _read_tile(
-    root: Path, path: Path, match: re.Match, problems: list[FileProblem]
-) -> IdcTile | None:
-    """Decode one candidate tile's size; an unreadable file becomes a problem."""
+def _read_tile(root: Path, path: Path, match: re.Match) -> IdcTile | str:
+    """Decode one candidate tile's size into a tile, or say why it is unreadable."""
     size = image_size(path)
     if isinstance(size, str):
-        problems.append(FileProblem(path, size))
-        return None
+        return size
     return IdcTile(
         path=path,
         relpath=path.relative_to(root).as_posix(),

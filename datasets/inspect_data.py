@@ -69,14 +69,9 @@ def _detect_breakhis(root: Path) -> bool:
 
 def _summarize_breakhis(root: Path) -> dict:
     """Scan a BreaKHis tree: counts by label, subtype, magnification, patient folder, slide."""
-    from edgehisto.datasets.breakhis import (
-        BINARY_CLASSES,
-        DEFAULT_SPLIT_KEY,
-        MAGNIFICATIONS,
-        MALIGNANT_SUBTYPES,
-        SUBTYPE_NAMES,
-        scan_breakhis,
-    )
+    from edgehisto.datasets.breakhis import scan_breakhis
+    from edgehisto.datasets.breakhis_dataset import DEFAULT_SPLIT_KEY
+    from edgehisto.datasets.breakhis_names import BINARY_CLASSES, MAGNIFICATIONS, MALIGNANT_SUBTYPES, SUBTYPE_NAMES
 
     dataset = scan_breakhis(root)
     roots = {tile.relpath.split("/")[0] for tile in dataset.tiles if not tile.relpath.startswith("BreaKHis_v1/")}

@@ -234,15 +234,26 @@ def lesion_region(rng: np.random.Generator, shape: tuple[int, int], zoom: float)
 
 def add_fat(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray, zoom: float) -> None:
     """A lobule of white fat cells with thin pink membranes, in place."""
-    holes = np.zeros(haem.shape, np.uint8)
-    walls = np.zeros(haem.shape, np.uint8)
     cluster = rng.uniform(0, 1, 2) * haem.shape[::-1]
     radius = rng.uniform(6, 10) * zoom
-    for centre in cluster + rng.normal(0, 2.2 * radius, (int(rng.integers(4, 14)), 2)):
-        axes = tuple(int(r) for r in rng.uniform(0.7, 1.2, 2) * radius)
-        spot, angle = tuple(int(c) for c in centre), float(rng.uniform(0, 180))
-        cv2.ellipse(holes, spot, axes, angle, 0, 360, 255, -1)
-        cv2.ellipse(walls, spot, axes, angle, 0, 360, 255, 1)
+    centres = cluster + rng.normal(0, 2.2 * radius, (int(rng.integers(4, 14)), 2))
+    punch_fat(rng, haem, eosin, ((tuple(int(c) for c in centre),
+                                  tuple(int(r) for r in rng.uniform(0.7, 1.2, 2) * radius),
+                                  float(rng.uniform(0, 180))) for centre in centres))
+
+
+def punch_fat(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray, cells) -> None:
+    """Punch white fat vacuoles, each ringed by a thin pink membrane, into both stains, in place.
+
+    Args:
+        cells: ``(centre, axes, angle)`` of each fat cell: integer (x, y) and semi-axes in
+            pixels, the angle in degrees.
+    """
+    holes = np.zeros(haem.shape, np.uint8)
+    walls = np.zeros(haem.shape, np.uint8)
+    for centre, axes, angle in cells:
+        cv2.ellipse(holes, centre, axes, angle, 0, 360, 255, -1)
+        cv2.ellipse(walls, centre, axes, angle, 0, 360, 255, 1)
     inside = (holes > 0) & (walls == 0)
     haem[inside] *= 0.05
     eosin[inside] *= 0.04

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from edgehisto.datasets.idc import TILE_SIZE
-from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in
-from edgehisto.errors import DatasetLayoutError
+from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in, punch_fat
+from edgehisto.datasets.synth_output import refuse_used_folder, write_planned
 
 # Optical density per unit stain in RGB, fitted (Macenko-style) to real IDC patches, which
 # are redder and more purple than the textbook Ruifrok & Johnston vectors.
@@ -48,6 +48,12 @@ class _TileSpec(NamedTuple):
     y: int
     positive: bool
     undersized: bool
+
+    @property
+    def relpath(self) -> str:
+        """Where the tile goes: PATIENT/CLASS/PATIENT_idx5_xX_yY_classC.png."""
+        label = int(self.positive)
+        return f"{self.patient}/{label}/{self.patient}_idx5_x{self.x}_y{self.y}_class{label}.png"
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -85,19 +91,11 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 
 def _add_fat(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray, count: int) -> None:
     """Punch a cluster of white fat vacuoles, separated by thin eosin membranes, in place."""
-    holes = np.zeros(haem.shape, np.uint8)
-    walls = np.zeros(haem.shape, np.uint8)
-    cluster = rng.uniform(0, haem.shape[0], 2)  # adipocytes come in lobules, not singly
-    for _ in range(count):
-        centre = tuple(int(c) for c in cluster + rng.normal(0, 0.22 * haem.shape[0], 2))
-        axes = tuple(int(a) for a in rng.uniform(0.08, 0.22, 2) * haem.shape[0])
-        angle = float(rng.uniform(0, 180))
-        cv2.ellipse(holes, centre, axes, angle, 0, 360, 255, -1)
-        cv2.ellipse(walls, centre, axes, angle, 0, 360, 255, 1)
-    inside = (holes > 0) & (walls == 0)
-    haem[inside] *= 0.05
-    eosin[inside] *= 0.04
-    eosin[walls > 0] = np.maximum(eosin[walls > 0], rng.uniform(0.25, 0.5))
+    size = haem.shape[0]
+    cluster = rng.uniform(0, size, 2)  # adipocytes come in lobules, not singly
+    punch_fat(rng, haem, eosin, ((tuple(int(c) for c in cluster + rng.normal(0, 0.22 * size, 2)),
+                                  tuple(int(a) for a in rng.uniform(0.08, 0.22, 2) * size),
+                                  float(rng.uniform(0, 180))) for _ in range(count)))
 
 
 def _tissue_edge(rng: np.random.Generator, haem: np.ndarray, eosin: np.ndarray) -> None:
@@ -294,25 +292,13 @@ def _crop_edge(rng: np.random.Generator, tile: np.ndarray,
     return tile[index], None if mask is None else mask[index]
 
 
-def _write(out_dir: Path, spec: _TileSpec, tile: np.ndarray, mask: np.ndarray | None) -> None:
-    """Write a tile, and its mask if any, as PATIENT/CLASS/PATIENT_idx5_xX_yY_classC.png."""
-    folder = out_dir / spec.patient / str(int(spec.positive))
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{spec.patient}_idx5_x{spec.x}_y{spec.y}_class{int(spec.positive)}"
-    images = {f"{stem}.png": cv2.cvtColor(tile, cv2.COLOR_RGB2BGR), f"{stem}_mask.png": mask}
-    for name, image in images.items():
-        if image is not None and not cv2.imwrite(str(folder / name), image):
-            raise OSError(f"could not write {folder / name}")
-
-
 def _check_request(out_dir: Path, n: int, seed: int, n_patients: int,
                    fractions: tuple[float, float]) -> None:
     """Reject arguments that cannot make a dataset, and output that would mix two runs."""
     if n < 1 or n_patients < 1 or seed < 0 or not all(0 <= f <= 1 for f in fractions):
         raise ValueError(f"need n, n_patients >= 1, seed >= 0, fractions in [0, 1]; got "
                          f"n={n}, n_patients={n_patients}, seed={seed}, fractions={fractions}")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise DatasetLayoutError(f"{out_dir} is not empty; synthesize into a new directory")
+    refuse_used_folder(out_dir)
 
 
 def synthesize_idc(
@@ -333,17 +319,15 @@ def synthesize_idc(
     # each slide was stained and scanned on its own: one optical-density gain per patient
     gains = {p: np.clip(rng.normal(1, 0.08, 3) * rng.uniform(0.85, 1.15), 0.6, 1.5)
              for p in patients}
-    every = max(1, n // 100)
-    for index, spec in enumerate(plan):
-        # one stream per tile, so a tile depends only on (seed, index), never on its neighbours
-        tile_rng = np.random.default_rng([seed, index])
+
+    def render(tile_rng: np.random.Generator, spec: _TileSpec) -> tuple[str, np.ndarray, np.ndarray | None]:
         tile, mask = render_idc_tile(tile_rng, spec.positive)
         tile = _restain(tile, gains[spec.patient])
         if spec.undersized:
             tile, mask = _crop_edge(tile_rng, tile, mask)
-        _write(out_dir, spec, tile, mask)
-        if progress is not None and ((index + 1) % every == 0 or index + 1 == n):
-            progress(index + 1, n)
+        return spec.relpath, tile, mask
+
+    write_planned(out_dir, seed, plan, render, progress)
     n_positive = sum(spec.positive for spec in plan)
     return SynthSummary(out_dir, n, n_positive, n - n_positive, n_positive,
                         sum(spec.undersized for spec in plan), patients)

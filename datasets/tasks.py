@@ -51,7 +51,7 @@ def _breakhis_scan(root: Path) -> LabelledTiles:
 
 def breakhis_labels(dataset) -> np.ndarray:
     """The 8-class index (A, F, PT, TA, DC, LC, MC, PC) of every BreaKHis tile."""
-    from edgehisto.datasets.breakhis import ALL_SUBTYPES
+    from edgehisto.datasets.breakhis_names import ALL_SUBTYPES
 
     return np.array([ALL_SUBTYPES.index(t.subtype) for t in dataset.tiles], np.int64)
 
