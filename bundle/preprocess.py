@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgehisto.bundle.colour import normalise_colour
 from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.resize import resize
 from edgehisto.errors import UnsupportedManifest
@@ -24,7 +25,8 @@ class PreprocessSpec:
     Steps, in order: decode to 8-bit RGB (H, W, 3); if ``pad_to`` is set and the tile is
     smaller than it, pad bottom/right with ``pad_value`` up to ``pad_to``; resize to
     ``input_size`` with ``resize_method`` (skipped when already that size; the ``*_exact``
-    methods are bit-exact on every CPU, see ``edgehisto.bundle.resize``); convert to float32;
+    methods are bit-exact on every CPU, see ``edgehisto.bundle.resize``); if ``colour`` is set,
+    normalise each channel's mean and std (``edgehisto.bundle.colour``, exact); convert to float32;
     multiply by ``scale``; subtract ``mean`` and divide by ``std`` per RGB channel. The tensor layout is NHWC.
     """
 
@@ -41,6 +43,9 @@ class PreprocessSpec:
     min_side: int = 8
     max_pixels: int = 40_000_000
     notes: list[str] = field(default_factory=list)
+    # {"method": "channel_stats_exact", "mean": [r, g, b], "std": [r, g, b]} or None. Bundles made before
+    # this step existed have no such key, which reads as None: they never normalised colour.
+    colour: dict | None = None
 
     def to_dict(self) -> dict:
         """Every field, as written into the manifest."""
@@ -57,7 +62,7 @@ class PreprocessSpec:
             UnsupportedManifest: a field is missing or unknown.
         """
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - {"notes"} - set(data))
+        missing = sorted(names - {"notes", "colour"} - set(data))
         unknown = sorted(set(data) - names)
         if missing or unknown:
             raise UnsupportedManifest(
@@ -83,6 +88,8 @@ def resize_tile(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     target_h, target_w = spec.input_size
     if rgb.shape[:2] != (target_h, target_w):
         rgb = resize(rgb, (target_h, target_w), spec.resize_method)
+    if spec.colour is not None:
+        rgb = normalise_colour(rgb, spec.colour["method"], spec.colour["mean"], spec.colour["std"])
     return np.ascontiguousarray(rgb)
 
 

@@ -2,7 +2,7 @@
 
 OpenCV 5.1's aarch64 wheel resized differently from its x86 wheel, and nothing noticed until a
 new user's Raspberry Pi failed ``verify``. This runs the preprocessing of every embedded bundle's
-golden tiles, and the two bit-exact resizes on awkward sizes, under QEMU as a Cortex-A72 and
+golden tiles, the two bit-exact resizes and the colour normalisation on awkward sizes, under QEMU as a Cortex-A72 and
 compares them with this machine byte for byte (about 15 s). It needs the emulation cache
 (``.ci/emulated-cpus setup``, which ``make test`` runs first); without it the test skips, unless
 EDGEHISTO_REQUIRE_EMULATION=1 (set by ``make test``) turns the skip into a failure.
@@ -43,6 +43,9 @@ for height, width in [(460, 700), (230, 350), (224, 224), (50, 50), (37, 50), (9
         for size in [(128, 128), (50, 50), (147, 224)]:
             spec = PreprocessSpec(input_size=size, resize_method=method)
             out[f"{method}:{height}x{width}->{size}"] = hashlib.sha256(resize_tile(image, spec).tobytes()).hexdigest()
+    colour = {"method": "channel_stats_exact", "mean": [204, 159, 185], "std": [24, 37, 27]}
+    spec = PreprocessSpec(input_size=(128, 128), resize_method="area_exact", colour=colour)
+    out[f"colour:{height}x{width}"] = hashlib.sha256(resize_tile(image // 3 + 90, spec).tobytes()).hexdigest()
 print(json.dumps(out))
 """
 
@@ -62,5 +65,5 @@ def test_preprocessing_is_byte_identical_under_an_emulated_cortex_a72() -> None:
                          timeout=600)
     assert arm.returncode == 0, arm.stderr[-2000:]
     x86, aarch64 = json.loads(native.stdout), json.loads(arm.stdout)
-    assert len(x86) >= 2 + 2 * 7 * 3
+    assert len(x86) >= 2 + 2 * 7 * 3 + 7
     assert [case for case in x86 if x86[case] != aarch64.get(case)] == []

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.colour import IDC_TARGET_MEAN, IDC_TARGET_STD
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.datasets.breakhis import DEFAULT_SPLIT_KEY
 from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
@@ -46,15 +47,22 @@ class BreakhisConfig(FitConfig):
     magnifications: tuple[int, ...] | None = None
     weights: str | None = None  # None: from scratch; "imagenet" or a path: a local weight file
     fine_tune_epochs: int = 0  # with weights: train the head first, then the last dense block
+    colour_normalise: bool = False  # declare per-image colour normalisation (bundle/colour.py) in the spec
 
 
-def breakhis_preprocess_spec(input_size: int) -> PreprocessSpec:
-    """DenseNet ("torch") preprocessing: RGB, area-resize the whole image, /255, ImageNet mean/std."""
+def breakhis_preprocess_spec(input_size: int, colour_normalise: bool = False) -> PreprocessSpec:
+    """DenseNet ("torch") preprocessing: RGB, area-resize the whole image, optionally normalise each
+    channel's mean and std to the IDC targets (``bundle/colour.py``), /255, ImageNet mean/std."""
+    notes = ["The whole 700x460 image is resized to a square (aspect ratio not kept), as in the seed; "
+             "an area average because this is a strong downsampling (bit-exact on every CPU)."]
+    colour = None
+    if colour_normalise:
+        colour = {"method": "channel_stats_exact", "mean": list(IDC_TARGET_MEAN), "std": list(IDC_TARGET_STD)}
+        notes.append("Each channel's mean and std are moved to the average of real IDC patches (Reinhard's "
+                     "transfer per RGB channel, in integers): slide-to-slide stain casts are removed.")
     return PreprocessSpec(
         input_size=(input_size, input_size), scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        resize_method="area_exact",
-        notes=["The whole 700x460 image is resized to a square (aspect ratio not kept), as in the seed; "
-               "an area average because this is a strong downsampling (bit-exact on every CPU)."],
+        resize_method="area_exact", notes=notes, colour=colour,
     )
 
 
@@ -214,7 +222,7 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
     key = config.split_key if config.split == "patient" else "image"
     summary = summarize_split(sides, labels, groups, key=key, method=config.split, seed=config.seed)
     write_split(run_dir, dataset.relpaths, labels, groups, sides, summary)
-    spec = breakhis_preprocess_spec(config.input_size)
+    spec = breakhis_preprocess_spec(config.input_size, config.colour_normalise)
     arrays = load_sides(dataset.root, dataset.relpaths, labels, sides, spec, log)
     if config.arch == "multitask":
         model, weights = _train_multitask(arrays, spec, config, run_dir, log)

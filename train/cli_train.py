@@ -138,6 +138,9 @@ def train_idc_cmd(data_dir: Path, run_dir: Path, **options) -> None:
                     "Default: from scratch.")
 @config_option(BreakhisConfig, "fine_tune_epochs", "--fine-tune-epochs", type=click.IntRange(min=0),
                help="With --weights: after the head, fine-tune the last dense block this many epochs.")
+@config_option(BreakhisConfig, "colour_normalise", "--colour-normalise/--no-colour-normalise",
+               help="Declare per-image colour normalisation in the bundle's preprocessing (each RGB channel's "
+                    "mean and std moved to real IDC patches' average; the runtime runs it too).")
 @config_option(BreakhisConfig, "balance_binary", "--balance-binary/--no-balance-binary",
                help="Balanced class weights for the binary stage too (benign is the scarce class).")
 def train_breakhis_cmd(data_dir: Path, run_dir: Path, magnifications: tuple[str, ...], **options) -> None:
@@ -200,6 +203,7 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "split_key", "--split-key", type=click.Choice(get_args(SplitKey)))
 @config_option(CVConfig, "class_weights", "--class-weights/--no-class-weights")
 @config_option(CVConfig, "stain_augment", "--stain-augment/--no-stain-augment")
+@config_option(CVConfig, "colour_normalise", "--colour-normalise/--no-colour-normalise")
 @config_option(CVConfig, "seed", "--seed", type=int)
 def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""

@@ -53,6 +53,7 @@ class CVConfig:
     split_key: str = "slide"
     class_weights: bool = False  # the seed's recipe: no class balance (benign is the scarce class)
     stain_augment: bool = False  # HED-space stain jitter while training (``train/augment.py``)
+    colour_normalise: bool = False  # per-image colour normalisation declared in the spec (bundle/colour.py)
     seed: int = 0
     verbose: int = 2
 
@@ -127,7 +128,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     dataset = scan_breakhis(data_dir)
     labels, groups = breakhis_labels(dataset), split_groups(dataset, config.split_key)
     binary = BREAKHIS.stage_labels(labels)["binary"]
-    spec = breakhis_preprocess_spec(config.input_size)
+    spec = breakhis_preprocess_spec(config.input_size, config.colour_normalise)
     log(f"decoding {len(labels)} images at {config.input_size}x{config.input_size}")
     arrays = load_tiles(dataset.root, dataset.relpaths, labels, spec)
     folds = grouped_folds(labels, groups, config.folds, config.seed)
