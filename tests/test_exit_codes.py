@@ -121,3 +121,11 @@ def test_export_that_fails_its_gates_exits_1(tmp_path, idc_run):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "EXPORT FAILED ITS PARITY GATES" in done.stderr
     assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["parity"]["passed"] is False
+
+
+def test_export_refuses_an_operator_it_cannot_quantise_portably_in_one_line(tmp_path):
+    done = run("console script", "export", tmp_path, "--out", tmp_path / "bundle", "--quantize-ops", "Conv,Mul",
+               cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--quantize-ops" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "bundle").exists()
