@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
-from edgehisto.bundle.input_guard import ExpectedInput
+from edgehisto.bundle.input_guard import ExpectedInput, blank_warning
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, read_verified
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import normalize, resize_tile
@@ -168,7 +168,7 @@ class Classifier:
         """Classify 8-bit RGB arrays (H, W, 3) held in memory."""
         resized, x = self.preprocess(images)
         results = [TileResult(path=f"<array {i}>", image=resized[i],
-                              warning=self._warning_for(np.asarray(image).shape[:2]))
+                              warning=self._warning_for(np.asarray(image)))
                    for i, image in enumerate(images)]
         self._run(x, results, gradcam)
         _refuse_non_finite(results)
@@ -210,7 +210,7 @@ class Classifier:
                 result = TileResult(path=name, warning=self.warning)
                 try:
                     rgb = decode_rgb(read(), max_pixels=self.spec.max_pixels, min_side=self.spec.min_side)
-                    result.warning = self._warning_for(rgb.shape[:2])
+                    result.warning = self._warning_for(rgb)
                     result.image = resize_tile(rgb, self.spec)
                 except EdgehistoError as error:
                     result.error = str(error)
@@ -226,10 +226,10 @@ class Classifier:
             results.extend(batch)
         return results
 
-    def _warning_for(self, size: tuple[int, int]) -> str | None:
+    def _warning_for(self, rgb: np.ndarray) -> str | None:
         """The bundle-level warning and the input guard's (``bundle/input_guard.py``), joined."""
-        guard = self.expected_input.check(*size) if self.expected_input else None
-        return "; ".join(w for w in (self.warning, guard) if w) or None
+        guard = self.expected_input.check(*rgb.shape[:2]) if self.expected_input else None
+        return "; ".join(w for w in (self.warning, guard, blank_warning(rgb)) if w) or None
 
     def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
         """Run the entry stage, then each routed stage on the rows routed to it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -66,3 +67,17 @@ def test_classify_warns_on_a_field_sent_to_the_idc_model_and_still_labels_it(tmp
     assert "warning" not in records[str(patch)]
     table = run("console script", "classify", field, cwd=tmp_path)
     assert "far from what this model expects" in table.stdout
+
+
+@pytest.mark.parametrize("model", ["idc", "breakhis"])
+def test_a_blank_grey_capture_is_labelled_with_a_warning_that_it_is_blank(tmp_path, model):
+    grey = tmp_path / "grey.png"
+    size = (50, 50) if model == "idc" else (460, 700)
+    cv2.imwrite(str(grey), np.full((*size, 3), 128, np.uint8))
+    noisy = tmp_path / "noisy.png"
+    cv2.imwrite(str(noisy), np.random.default_rng(0).integers(100, 110, (*size, 3), dtype=np.uint8))
+    done = run("console script", "classify", grey, noisy, "--model", model, "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = {Path(r["path"]).name: r for r in json.loads(done.stdout)}
+    assert "one flat colour" in records["grey.png"]["warning"] and records["grey.png"]["label"]
+    assert "one flat colour" not in records["noisy.png"].get("warning", "")
