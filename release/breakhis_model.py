@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, load_bundle, runtime_needs
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.splits import read_split
 from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES
 from edgehisto.errors import ExportError
@@ -117,10 +118,10 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     for run_dir, bundle_dir in candidates:
         val = side_report(bundle_dir, run_dir, data_dir, "val")["int8"]
         test = side_report(bundle_dir, run_dir, data_dir, "test")["int8"]
-        run = json.loads((run_dir / "run.json").read_text())
+        run = RunInfo.load(run_dir)
         size = shipped_bytes(bundle_dir)
-        rows.append({"name": f"{run['arch']} ({run_dir.name})", "arch": run["arch"], "run_dir": str(run_dir),
-                     "bundle_dir": str(bundle_dir), "weights": run["config"].get("weights"),
+        rows.append({"name": f"{run.arch} ({run_dir.name})", "arch": run.arch, "run_dir": str(run_dir),
+                     "bundle_dir": str(bundle_dir), "weights": run.config.get("weights"),
                      "val_binary_balanced_accuracy": val["image"]["binary"]["balanced_accuracy"],
                      "val_routed_accuracy": val["image"]["routed"]["accuracy"],
                      "test_binary_balanced_accuracy": test["image"]["binary"]["balanced_accuracy"],
@@ -201,7 +202,7 @@ def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
 def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict], cv: tuple[Path, ...],
                pretrain: Path | None, log: Callable[[str], None]) -> dict:
     """Measure the held-out patients and gather what the card states; write the confusion PNGs."""
-    run = json.loads((run_dir / "run.json").read_text())
+    run = RunInfo.load(run_dir)
     log("measuring the test patients with the runtime (fp32 and int8)")
     test = side_report(bundle_dir, run_dir, data_dir, "test")
     figures = Path(bundle_dir) / "card"
@@ -227,14 +228,14 @@ def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list
     stage = next(iter(load_bundle(bundle_dir).manifest["stages"].values()))
     return {
         "patient_folders": folders, "images": images, "data": data, "gradcam_shape": stage["activations_shape"][:2],
-        "bundle": BREAKHIS_MODEL, "arch": run["arch"], "config": run["config"], "n_params": run["n_params"],
-        "split": split, "preprocess": run["preprocess"], "test": test,
+        "bundle": BREAKHIS_MODEL, "arch": run.arch, "config": run.config, "n_params": run.n_params,
+        "split": split, "preprocess": run.preprocess.to_dict(), "test": test,
         "val": side_report(bundle_dir, run_dir, data_dir, "val"),
         "cv": {path.parent.name: json.loads(path.read_text()) for path in cv},
         "pretrain": json.loads(pretrain.read_text()) if pretrain else None,
         "target": {"binary_balanced_accuracy_int8": TARGET_BINARY_BALANCED_ACCURACY},
         "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
-        "versions": run["provenance"]["versions"],
+        "versions": run.provenance["versions"],
         "shipped_mb": round(shipped_bytes(bundle_dir) / 1e6, 1), "budget_mb": MAX_BUNDLE_BYTES / 1e6,
         "onnx_files": sorted(p.relative_to(bundle_dir).as_posix() for p in Path(bundle_dir).rglob("*.onnx")),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import load_bundle
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.errors import ExportError
 from edgehisto.export.exporter import write_manifest
 from edgehisto.release.idc_card import held_out_metrics, write_model_card
@@ -60,7 +61,7 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
         eligible = load_bundle(bundle_dir).manifest.get("parity", {}).get("passed") is True
         metrics = held_out_metrics(bundle_dir, run_dir, data_dir, allow_failed_parity=not eligible)
         size = load_bundle(bundle_dir).preprocess.input_size[0]
-        config = json.loads((run_dir / "run.json").read_text())["config"]
+        config = RunInfo.load(run_dir).config
         rows.append({"name": f"{size}x{size} input ({run_dir.name})", "run_dir": str(run_dir),
                      "bundle_dir": str(bundle_dir), "input_size": size, "stain_augment": config["stain_augment"],
                      "class_weights": config["class_weights"], "epochs_budget": config["epochs"],
