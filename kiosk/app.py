@@ -23,7 +23,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -40,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgehisto import __version__
 from edgehisto.bundle.image_headers import sniff_format
-from edgehisto.bundle.manifest import MANIFEST, Bundle
+from edgehisto.bundle.manifest import Bundle
 from edgehisto.errors import EdgehistoError
 from edgehisto.kiosk.guards import Admission, BodyLimit, Busy, SecurityHeaders, read_bounded, too_large
 from edgehisto.runtime.classifier import Classifier, TileResult
@@ -104,7 +103,7 @@ class Kiosk:
             "task": manifest["task"], "arch": manifest.get("arch", "single"),
             "version": f"exported {provenance.get('created', 'at an unknown time')[:10]} by edgehisto "
                        f"{provenance.get('versions', {}).get('edgehisto', '?')}",
-            "sha256": hashlib.sha256((self.bundle.path / MANIFEST).read_bytes()).hexdigest(),
+            "sha256": self.bundle.manifest_sha256,
             "precision": self.settings.precision,
             "classes": {s: v["class_names"] for s, v in manifest["stages"].items()},
             "routing": manifest.get("routing", {}),

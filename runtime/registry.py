@@ -56,8 +56,6 @@ def names_of(bundle_name: str) -> list[str]:
 
 def describe_embedded(verify: bool = True) -> list[dict]:
     """One record per embedded bundle: identity, classes, stored parity verdict, verify here."""
-    import hashlib
-
     from edgehisto.errors import EdgehistoError
     from edgehisto.runtime.verify import cpu_kind, verify_bundle
 
@@ -75,7 +73,7 @@ def describe_embedded(verify: bool = True) -> list[dict]:
             "task": bundle.task, "arch": bundle.manifest.get("arch", "single"),
             "expects": (bundle.manifest.get("expected_input") or {}).get("description"),
             "precisions": [p for p in ("fp32", "int8") if _ships(bundle, p)],
-            "manifest_sha256": hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest(),
+            "manifest_sha256": bundle.manifest_sha256,
             "input_size": list(bundle.preprocess.input_size),
             "classes": {s: v["class_names"] for s, v in bundle.manifest["stages"].items()},
             "parity_passed": bundle.manifest.get("parity", {}).get("passed"),

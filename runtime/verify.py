@@ -13,7 +13,6 @@ with and those the bundle was made with.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
-from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, Bundle, load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
 from edgehisto.runtime.classifier import Classifier
@@ -96,9 +95,8 @@ def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRE
     x = normalize(preprocessed, spec)
     with np.load(bundle.file(golden["expected"]), allow_pickle=False) as stored:
         expected = dict(stored)
-    manifest_hash = hashlib.sha256(bundle.file(MANIFEST).read_bytes()).hexdigest()
     made_with = bundle.made_with
-    report = VerifyReport(str(bundle.path), bundle.manifest.get("name", bundle.path.name), manifest_hash,
+    report = VerifyReport(str(bundle.path), bundle.manifest.get("name", bundle.path.name), bundle.manifest_sha256,
                           cpu_kind(), list(precisions), len(x),
                           versions={name: {"ran": ran, "bundle": made_with.get(name, "not recorded")}
                                     for name, ran in runtime_versions().items()})
