@@ -90,7 +90,7 @@ def _map_one(source: Path, classifier, out_dir: Path, precision: str, stride: in
     with progress_reporter() as report:
         slide = map_slide(source, classifier, stride, tissue_threshold,
                           progress=lambda done, total: report(done, total, "tiles"))
-    name = bundle.manifest.get("name", bundle.path.name)
+    name = bundle.name
     facts = summary(slide, name, bundle.manifest_sha256, precision, cpu_kind())
     out_dir.mkdir(parents=True, exist_ok=True)
     tiles = facts["tiles"]
