@@ -31,7 +31,8 @@ import keras
 import onnx
 
 from edgehisto.bundle import tensors
-from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha256_of
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, TEST_SPLIT, Bundle
+from edgehisto.bundle.manifest_writer import file_entries, write_manifest
 from edgehisto.bundle.provenance import provenance
 from edgehisto.datasets.run_info import RUN_INFO, RunInfo, run_info_file
 from edgehisto.datasets.splits import read_split
@@ -181,7 +182,7 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
         "quantization": quantization,
         # Paths relative to where export ran (the project root for make targets): a bundle that
         # travels must not carry this machine's absolute paths.
-        "reference": {"data_root": os.path.relpath(run.data_dir), "test_split": "reference/test_split.csv"},
+        "reference": {"data_root": os.path.relpath(run.data_dir), "test_split": TEST_SPLIT},
         "training": {"run_dir": os.path.relpath(run_dir), "config": run.config,
                      "test_metrics": _test_metrics(run_dir)},
         "provenance": provenance({"run_dir": os.path.relpath(run_dir), "gradcam_layer": gradcam_layer,
@@ -189,13 +190,12 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     }
     manifest["files"] = file_entries(out_dir)  # the runtime runs only hashed files
     for name, peak in display_peaks(out_dir, manifest, calibration).items():
-        manifest["stages"][name]["gradcam_display_peak"] = peak
+        stages[name]["gradcam_display_peak"] = peak
     log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
     sources = [run.data_dir / relpath for relpath in drawn]
-    manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared),
-                                          origins=list(drawn))
-    write_manifest(out_dir, manifest)
-    return out_dir / MANIFEST
+    manifest["golden"] = write_golden_set(Bundle(out_dir, manifest), sources,
+                                          _reference_models(sources_by_stage, shared), origins=list(drawn))
+    return write_manifest(out_dir, manifest)
 
 
 def _expected_input(task: str) -> dict:
@@ -211,18 +211,6 @@ def _reference_models(sources: dict[str, StageSource], shared: dict):
         outputs = {"logits": stage.logits_layer, "probabilities": stage.probabilities_layer}
         return shared[("model", stage.model_path.resolve())], outputs
     return reference
-
-
-def file_entries(out_dir: Path) -> dict:
-    """``{relative path: {sha256, bytes}}`` of every file of a bundle directory but its reports."""
-    listed = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name not in (MANIFEST, "parity.json"))
-    return {p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in listed}
-
-
-def write_manifest(out_dir: Path, manifest: dict) -> None:
-    """(Re)compute every bundle file's sha256 and write ``manifest.json``."""
-    manifest["files"] = file_entries(out_dir)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _write_test_split(path: Path, rows: list[dict]) -> None:
