@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -86,7 +87,7 @@ def test_the_typed_accessors_say_what_the_manifest_says():
     assert binary.activations_shape == tuple(raw["stages"]["binary"]["activations_shape"])
     assert binary.reference_keras == raw["stages"]["binary"]["reference_keras"]
     assert binary.reference_outputs == raw["stages"]["binary"]["reference_outputs"]
-    assert bundle.manifest_sha256 == __import__("hashlib").sha256((path / MANIFEST).read_bytes()).hexdigest()
+    assert bundle.manifest_sha256 == hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
 
 
 def test_a_bare_manifest_reads_as_the_contract_defaults(tmp_path):
