@@ -153,7 +153,7 @@ def session_factors(t: Tuning, x1: np.ndarray) -> dict:
 
 def quantization_factor(t: Tuning, x: np.ndarray, reference: np.ndarray, variants: dict) -> dict:
     """Int8 backbones quantised one factor at a time: latency and agreement with fp32 ONNX."""
-    recorded = t.bundle.manifest.get("quantization", {}).get(t.stage.name, {})
+    recorded = t.bundle.quantization(t.stage.name)
     rows, calls = [], {}
     for variant in (v for v in variants["variants"] if v["kind"] == "quantization"):
         settings = {k: v for k, v in variant["quantization"].items() if k != "calibration_images"}
@@ -232,7 +232,7 @@ def read_variants(variants_dir: Path, bundle: Bundle) -> dict:
     stage = bundle.stages[bundle.entry_stage]
     made_from = described["bundle"]
     if (made_from["stage"], made_from["backbone_fp32_sha256"]) != (
-            stage.name, bundle.manifest["files"][stage.backbone("fp32")]["sha256"]):
+            stage.name, bundle.files[stage.backbone("fp32")].sha256):
         raise EdgehistoError(f"the variants in {variants_dir} were exported from another bundle "
                              f"({made_from['path']}, stage {made_from['stage']}); export them again from {bundle.path}")
     for variant in described["variants"]:

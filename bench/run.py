@@ -37,10 +37,9 @@ from edgehisto.bundle.manifest import load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import EdgehistoError
 bundle = load_bundle(sys.argv[1], verify=False)
-stage = bundle.manifest["stages"][bundle.entry_stage]
-model = keras.models.load_model(bundle.file(stage["reference_keras"]), compile=False)
-layer = stage.get("reference_outputs", {}).get("probabilities", "probabilities")
-model = keras.Model(model.input, model.get_layer(layer).output)
+stage = bundle.stages[bundle.entry_stage]
+model = keras.models.load_model(bundle.file(stage.reference_keras), compile=False)
+model = keras.Model(model.input, model.get_layer(stage.reference_outputs["probabilities"]).output)
 x = normalize(load_resized(sys.argv[2], bundle.preprocess), bundle.preprocess)[None]
 print(json.dumps(model.predict(x, verbose=0).tolist()))
 """
@@ -64,7 +63,7 @@ class BenchConfig:
 def missing_files(kind: str, bundle: Bundle, stage: StageSpec) -> str | None:
     """Why a variant cannot run here (its file is not shipped, or its engine is not installed), or None."""
     if kind == "keras_fp32":
-        relative, engine = bundle.manifest["stages"][stage.name].get("reference_keras"), "keras"
+        relative, engine = stage.reference_keras, "keras"
     elif kind.startswith("tflite"):
         relative, engine = stage.files.get(f"tflite_{kind.split('_')[1]}"), "ai_edge_litert"
     else:
@@ -221,7 +220,7 @@ def bench_routed(bundle: Bundle, x: np.ndarray, labels: np.ndarray, image: Path,
     if all(missing_files("keras_fp32", bundle, s) is None for s in bundle.stages.values()):
         keras_stages = {name: make_variant("keras_fp32", bundle, s, None) for name, s in bundle.stages.items()}
         reference = routed_labels(task, {n: v.predict(x).argmax(1) for n, v in keras_stages.items()})
-        one_model = len({bundle.manifest["stages"][n]["reference_keras"] for n in bundle.stages}) == 1
+        one_model = len({s.reference_keras for s in bundle.stages.values()}) == 1
 
         def keras_one():  # what a Keras user runs per image: each model on the route, in turn
             stage = bundle.entry_stage
@@ -285,8 +284,8 @@ def bench_bundle(bundle_dir: Path, data_dir: Path | None, config: BenchConfig,
     x = normalize(np.stack([load_resized(root / p, spec) for p in relpaths]), spec)
     log(f"bench {bundle_dir}: {len(x)} labelled tiles from {root}")
     truth = TASKS[bundle.task].stage_labels(labels)  # per stage; -1 where a stage does not apply
-    result = {"bundle": str(bundle_dir), "name": bundle.manifest.get("name"), "task": bundle.task,
-              "arch": bundle.manifest.get("arch"), "routing": bool(bundle.routing), "data": str(root),
+    result = {"bundle": str(bundle_dir), "name": bundle.name, "task": bundle.task,
+              "arch": bundle.arch, "routing": bool(bundle.routing), "data": str(root),
               "n_tiles": len(x), "stages": {}, "roofline": {}}
     measured_backbones: dict[str, str] = {}
     for name, stage in bundle.stages.items():

@@ -107,9 +107,8 @@ class KerasVariant:
 def make_variant(kind: str, bundle: Bundle, stage: StageSpec, threads: int | None) -> Variant:
     """Build one variant of a bundle stage; ``threads=None`` means the engine's default (all cores)."""
     if kind == "keras_fp32":
-        entry = bundle.manifest["stages"][stage.name]
-        layer = entry.get("reference_outputs", {}).get("probabilities", "probabilities")
-        return KerasVariant(kind, bundle.file(entry["reference_keras"]), stage.output, layer)
+        return KerasVariant(kind, bundle.file(stage.reference_keras), stage.output,
+                            stage.reference_outputs["probabilities"])
     engine, precision = kind.split("_")
     if engine == "onnx":
         runtime = Classifier(bundle, precision=precision, threads=threads, allow_failed_parity=True)

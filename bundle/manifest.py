@@ -13,15 +13,20 @@ Manifest schema 1, the keys the runtime relies on::
     files: {relative path: {sha256, bytes}}
 
 Stages that name the same backbone file share it (the runtime runs it once per batch).
+
+Code outside this room reads the manifest through ``Bundle``'s and ``StageSpec``'s typed
+accessors, never as a dict; ``bundle/manifest_writer.py`` is its one writer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgehisto.bundle.input_guard import ExpectedInput
+from edgehisto.bundle.manifest_entries import FileEntry, GoldenSet
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.bundle.schema import validate_manifest
 from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
@@ -32,6 +37,9 @@ PRECISIONS = ("fp32", "int8")
 STAGE_KEYS = ("class_names", "output", "gradcam_layer", "files")
 FILE_ROLES = ("backbone_fp32", "backbone_int8", "head", "head_gradient")
 REFERENCE_DIR = "reference/"
+TEST_SPLIT = "reference/test_split.csv"
+# The output layers of a stage's Keras reference when export recorded none (a single-model run).
+REFERENCE_OUTPUTS = {"logits": "logits", "probabilities": "probabilities"}
 
 
 def sha256_of(path: Path) -> str:
@@ -55,10 +63,23 @@ class StageSpec:
     tflite_output: str = "output_0"
     # The map value drawn at full colour in overlays (None: each map scaled by its own peak).
     gradcam_display_peak: float | None = None
+    activations_shape: tuple[int, ...] | None = None  # (h, w, channels) of the Grad-CAM layer
+    reference_keras: str | None = None  # the Keras model the parity gates compare against
+    # Its logits and probabilities layers (a multitask model names one pair per stage).
+    reference_outputs: dict[str, str] = field(default_factory=lambda: dict(REFERENCE_OUTPUTS))
 
     def backbone(self, precision: str) -> str:
         """The backbone file of a precision (``fp32`` or ``int8``)."""
         return self.files[f"backbone_{precision}"]
+
+    @classmethod
+    def from_entry(cls, name: str, entry: dict) -> StageSpec:
+        """A stage from its manifest entry."""
+        shape = entry.get("activations_shape")
+        return cls(name, tuple(entry["class_names"]), entry["output"], entry["gradcam_layer"], dict(entry["files"]),
+                   entry.get("tflite_output", "output_0"), entry.get("gradcam_display_peak"),
+                   tuple(shape) if shape is not None else None, entry.get("reference_keras"),
+                   {**REFERENCE_OUTPUTS, **entry.get("reference_outputs", {})})
 
 
 @dataclass(frozen=True)
@@ -81,11 +102,12 @@ class Bundle:
     @property
     def stages(self) -> dict[str, StageSpec]:
         """Every stage by name, in manifest order."""
-        return {
-            name: StageSpec(name, tuple(s["class_names"]), s["output"], s["gradcam_layer"], dict(s["files"]),
-                            s.get("tflite_output", "output_0"), s.get("gradcam_display_peak"))
-            for name, s in self.manifest["stages"].items()
-        }
+        return {name: StageSpec.from_entry(name, entry) for name, entry in self.manifest["stages"].items()}
+
+    @property
+    def class_names(self) -> dict[str, list[str]]:
+        """Every stage's class names, in manifest order."""
+        return {name: list(stage.class_names) for name, stage in self.stages.items()}
 
     @property
     def entry_stage(self) -> str:
@@ -105,6 +127,68 @@ class Bundle:
     def manifest_sha256(self) -> str:
         """Hex sha256 of the manifest file: the identity of the bundle that reports and rows name."""
         return sha256_of(self.path / MANIFEST)
+
+    @property
+    def name(self) -> str:
+        """The bundle's recorded name (its directory name when it records none)."""
+        return self.manifest.get("name", self.path.name)
+
+    @property
+    def arch(self) -> str:
+        """``single``, or how several stages are built (``hierarchy``, ``multitask``)."""
+        return self.manifest.get("arch", "single")
+
+    @property
+    def expected_input(self) -> ExpectedInput | None:
+        """The kind of image the model was trained on, or None when the bundle declares none."""
+        return ExpectedInput.from_manifest(self.manifest)
+
+    @property
+    def expects(self) -> str | None:
+        """What the model expects to see, in words (None when the bundle declares nothing)."""
+        expected = self.expected_input
+        return expected.description if expected else None
+
+    @property
+    def parity_passed(self) -> bool | None:
+        """The stored parity verdict: True, False, or None when parity was never recorded."""
+        return self.manifest.get("parity", {}).get("passed")
+
+    @property
+    def golden(self) -> GoldenSet | None:
+        """The golden set ``verify`` replays, or None for a bundle exported without one."""
+        entry = self.manifest.get("golden")
+        return GoldenSet(entry) if entry else None
+
+    @property
+    def files(self) -> dict[str, FileEntry]:
+        """Every listed file (relative path -> sha256 and size)."""
+        return {relative: FileEntry(entry["sha256"], entry.get("bytes"))
+                for relative, entry in self.manifest["files"].items()}
+
+    @property
+    def test_split(self) -> Path:
+        """The held-out listing of the run the bundle came from (``relpath,label`` rows; may be absent)."""
+        return self.file(self.manifest.get("reference", {}).get("test_split", TEST_SPLIT))
+
+    @property
+    def reference_data_root(self) -> Path:
+        """The data root the held-out listing is relative to, as export recorded it."""
+        return Path(self.manifest.get("reference", {}).get("data_root", ""))
+
+    @property
+    def training_seed(self) -> int:
+        """The seed training ran with (0 when unrecorded)."""
+        return int(self.manifest.get("training", {}).get("config", {}).get("seed", 0))
+
+    def quantization(self, stage: str) -> dict:
+        """The int8 quantisation export recorded for a stage (empty when unrecorded)."""
+        return dict(self.manifest.get("quantization", {}).get(stage, {}))
+
+    @property
+    def exported_at(self) -> str | None:
+        """When export wrote the bundle (ISO 8601, ``provenance.created``), if recorded."""
+        return self.manifest.get("provenance", {}).get("created")
 
     @property
     def made_with(self) -> dict[str, str]:
@@ -141,15 +225,20 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
             f"{manifest_path} has schema_version {version!r}; this edgehisto reads {SCHEMA_VERSION}"
         )
     try:
-        _check_stages(manifest)
-        validate_manifest(manifest)
-        PreprocessSpec.from_dict(manifest["preprocess"])
+        check_manifest(manifest)
     except UnsupportedManifest as error:
         raise UnsupportedManifest(f"{manifest_path}: {error}") from None
     bundle = Bundle(path, manifest)
     if verify:
         verify_files(bundle)
     return bundle
+
+
+def check_manifest(manifest: dict) -> None:
+    """Every check ``load_bundle`` makes of a manifest with a known schema version; raises ``UnsupportedManifest``."""
+    _check_stages(manifest)
+    validate_manifest(manifest)
+    PreprocessSpec.from_dict(manifest["preprocess"])
 
 
 def _check_stages(manifest: dict) -> None:

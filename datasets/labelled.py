@@ -16,8 +16,7 @@ from edgehisto.errors import EdgehistoError
 
 
 def _held_out_rows(bundle: Bundle) -> list[dict] | None:
-    reference = bundle.manifest.get("reference", {})
-    split = bundle.file(reference.get("test_split", "reference/test_split.csv"))
+    split = bundle.test_split
     if not split.is_file():
         return None
     with open(split, newline="") as handle:
@@ -40,7 +39,7 @@ def labelled_tiles(bundle: Bundle, data_dir: Path | None, limit: int) -> tuple[P
     ``data_dir`` is used (which may include the model's training tiles).
     """
     rows = _held_out_rows(bundle)
-    root = Path(data_dir) if data_dir is not None else Path(bundle.manifest.get("reference", {}).get("data_root", ""))
+    root = Path(data_dir) if data_dir is not None else bundle.reference_data_root
     if rows and root.is_dir() and all((root / r["relpath"]).is_file() for r in rows):
         relpaths, labels = [r["relpath"] for r in rows], np.array([int(r["label"]) for r in rows])
     elif data_dir is not None:

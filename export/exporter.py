@@ -31,9 +31,10 @@ import keras
 import onnx
 
 from edgehisto.bundle import tensors
-from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, sha256_of
-from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, SCHEMA_VERSION, TEST_SPLIT, Bundle
+from edgehisto.bundle.manifest_writer import file_entries, write_manifest
 from edgehisto.bundle.provenance import provenance
+from edgehisto.datasets.run_info import RUN_INFO, RunInfo, run_info_file
 from edgehisto.datasets.splits import read_split
 from edgehisto.datasets.tasks import TASKS
 from edgehisto.errors import ExportError
@@ -60,14 +61,14 @@ class StageSource:
     probabilities_layer: str = "probabilities"
 
 
-def stages_of_run(run_dir: Path, run_info: dict, gradcam_layer: str | None) -> list[StageSource]:
+def stages_of_run(run_dir: Path, run: RunInfo, gradcam_layer: str | None) -> list[StageSource]:
     """The stages a run directory holds (IDC: one, named after its task; BreaKHis: three)."""
-    if "stages" not in run_info:
-        return [StageSource(run_info["task"], run_dir / "model.keras", run_info["class_names"],
-                            run_info["output"], gradcam_layer or run_info["gradcam_layer"])]
-    return [StageSource(s["name"], run_dir / s["model_file"], s["class_names"], s["output"],
-                        gradcam_layer or s["gradcam_layer"], s["logits_layer"], s["probabilities_layer"])
-            for s in run_info["stages"]]
+    if run.stages is None:
+        return [StageSource(run.task, run_dir / "model.keras", run.class_names, run.output,
+                            gradcam_layer or run.gradcam_layer)]
+    return [StageSource(s.name, run_dir / s.model_file, s.class_names, s.output, gradcam_layer or s.gradcam_layer,
+                        s.logits_layer, s.probabilities_layer)
+            for s in run.stages]
 
 
 def export_stage(stage: StageSource, out_dir: Path, calibration, choice: QuantizationChoice,
@@ -140,10 +141,10 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     ``tflite=False`` skips the TFLite files (faster export; the LiteRT gates then do not apply).
     """
     choice = choice or QuantizationChoice()
-    if not (run_dir / "run.json").is_file():
-        raise ExportError(f"{run_dir} is not a finished run directory (no run.json)")
-    run_info = json.loads((run_dir / "run.json").read_text())
-    spec = PreprocessSpec.from_dict(run_info["preprocess"])
+    if not run_info_file(run_dir).is_file():
+        raise ExportError(f"{run_dir} is not a finished run directory (no {RUN_INFO})")
+    run = RunInfo.load(run_dir)
+    spec = run.preprocess
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / MANIFEST).exists():
             raise ExportError(f"{out_dir} exists and is not a bundle; refusing to overwrite it")
@@ -151,15 +152,15 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     # Tiles training could not load (slide-edge slivers under the minimum side) cannot calibrate, be
     # golden or be gated either: the held-out listing and the draws leave them out.
-    unloadable = {relpath for failures in run_info.get("load_failures", {}).values() for relpath, _ in failures}
+    unloadable = {relpath for failures in (run.load_failures or {}).values() for relpath, _ in failures}
     rows = [r for r in read_split(run_dir) if r["relpath"] not in unloadable]
     train_rows = [r["relpath"] for r in rows if r["side"] == "train"]
     # One draw of training tiles calibrates int8 and is the golden set's candidate pool.
-    drawn = calibration_draw(train_rows, calibration_count, run_info["config"]["seed"])
-    calibration = preprocessed_tiles(Path(run_info["data_dir"]), drawn, spec)
+    drawn = calibration_draw(train_rows, calibration_count, run.config["seed"])
+    calibration = preprocessed_tiles(run.data_dir, drawn, spec)
     stages, quantization = {}, {}
     shared: dict = {}
-    stage_sources = stages_of_run(run_dir, run_info, gradcam_layer)
+    stage_sources = stages_of_run(run_dir, run, gradcam_layer)
     sources_by_stage = {source.name: source for source in stage_sources}
     uses = Counter(source.model_path for source in stage_sources)
     for stage in stage_sources:
@@ -170,32 +171,31 @@ def export_run(run_dir: Path, out_dir: Path, *, gradcam_layer: str | None = None
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "format": "edgehisto-bundle",
-        "task": run_info["task"],
+        "task": run.task,
         "name": out_dir.name,
         "preprocess": spec.to_dict(),
-        **_expected_input(run_info["task"]),
+        **_expected_input(run.task),
         "entry_stage": next(iter(stages)),
-        "arch": run_info.get("arch", "single"),
-        "routing": run_info.get("routing", {}),
+        "arch": run.arch or "single",
+        "routing": run.routing or {},
         "stages": stages,
         "quantization": quantization,
         # Paths relative to where export ran (the project root for make targets): a bundle that
         # travels must not carry this machine's absolute paths.
-        "reference": {"data_root": os.path.relpath(run_info["data_dir"]), "test_split": "reference/test_split.csv"},
-        "training": {"run_dir": os.path.relpath(run_dir), "config": run_info["config"],
+        "reference": {"data_root": os.path.relpath(run.data_dir), "test_split": TEST_SPLIT},
+        "training": {"run_dir": os.path.relpath(run_dir), "config": run.config,
                      "test_metrics": _test_metrics(run_dir)},
         "provenance": provenance({"run_dir": os.path.relpath(run_dir), "gradcam_layer": gradcam_layer,
                                   "calibration_images": calibration_count}),
     }
     manifest["files"] = file_entries(out_dir)  # the runtime runs only hashed files
     for name, peak in display_peaks(out_dir, manifest, calibration).items():
-        manifest["stages"][name]["gradcam_display_peak"] = peak
+        stages[name]["gradcam_display_peak"] = peak
     log(f"golden set: expected outputs of up to {len(calibration)} calibration tiles")
-    sources = [Path(run_info["data_dir"]) / relpath for relpath in drawn]
-    manifest["golden"] = write_golden_set(out_dir, manifest, sources, _reference_models(sources_by_stage, shared),
-                                          origins=list(drawn))
-    write_manifest(out_dir, manifest)
-    return out_dir / MANIFEST
+    sources = [run.data_dir / relpath for relpath in drawn]
+    manifest["golden"] = write_golden_set(Bundle(out_dir, manifest), sources,
+                                          _reference_models(sources_by_stage, shared), origins=list(drawn))
+    return write_manifest(out_dir, manifest)
 
 
 def _expected_input(task: str) -> dict:
@@ -211,18 +211,6 @@ def _reference_models(sources: dict[str, StageSource], shared: dict):
         outputs = {"logits": stage.logits_layer, "probabilities": stage.probabilities_layer}
         return shared[("model", stage.model_path.resolve())], outputs
     return reference
-
-
-def file_entries(out_dir: Path) -> dict:
-    """``{relative path: {sha256, bytes}}`` of every file of a bundle directory but its reports."""
-    listed = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name not in (MANIFEST, "parity.json"))
-    return {p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in listed}
-
-
-def write_manifest(out_dir: Path, manifest: dict) -> None:
-    """(Re)compute every bundle file's sha256 and write ``manifest.json``."""
-    manifest["files"] = file_entries(out_dir)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _write_test_split(path: Path, rows: list[dict]) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgehisto.bundle.gates import Thresholds
 from edgehisto.bundle.images import decode_rgb
-from edgehisto.bundle.manifest import Bundle
+from edgehisto.bundle.manifest import Bundle, load_bundle
 from edgehisto.bundle.preprocess import PreprocessSpec, load_resized, normalize, resize_tile
 from edgehisto.errors import ExportError
 from edgehisto.runtime.classifier import Classifier
@@ -64,13 +64,12 @@ def choose_golden(entry_probabilities: np.ndarray, count: int = GOLDEN_COUNT) ->
     return sorted(chosen)
 
 
-def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], reference,
-                     origins: list[str] | None = None) -> dict:
+def write_golden_set(bundle: Bundle, sources: list[Path], reference, origins: list[str] | None = None) -> dict:
     """Write the golden tiles and expected outputs; returns the manifest's ``golden`` entry.
 
     Args:
-        out_dir: the bundle being written (its ONNX files must exist).
-        manifest: the bundle's manifest so far (stages, preprocess, routing).
+        bundle: the bundle being written, its manifest so far (stages, preprocess, routing, the
+            listed ONNX files, which must exist).
         sources: candidate tile files (the calibration draw, training split).
         reference: ``reference(stage_name) -> (keras_model, outputs)``, the Keras references.
         origins: the sources' paths relative to their data root, recorded per chosen tile (for
@@ -78,23 +77,23 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
     """
     from edgehisto.export.gradcam_tf import keras_probabilities, tf_gradcam
 
-    bundle = Bundle(Path(out_dir), manifest)
-    spec = PreprocessSpec.from_dict(manifest["preprocess"])
+    out_dir = bundle.path
+    spec = bundle.preprocess
     candidates = [golden_tile(path, spec) for path in sources]
     x_all = normalize(np.stack([resize_tile(tile, spec) for tile in candidates]), spec)
     entry_model, entry_outputs = reference(bundle.entry_stage)
     entry = _stage_model(entry_model, entry_outputs)
     chosen = choose_golden(keras_probabilities(entry, x_all, bundle.stages[bundle.entry_stage].output))
-    tiles_dir = Path(out_dir) / GOLDEN_DIR / "tiles"
+    tiles_dir = out_dir / GOLDEN_DIR / "tiles"
     tiles_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for k, index in enumerate(chosen):
         names.append(f"{GOLDEN_DIR}/tiles/{k:02d}.png")
-        ok = cv2.imwrite(str(Path(out_dir) / names[-1]), cv2.cvtColor(candidates[index], cv2.COLOR_RGB2BGR))
+        ok = cv2.imwrite(str(out_dir / names[-1]), cv2.cvtColor(candidates[index], cv2.COLOR_RGB2BGR))
         if not ok:
             raise OSError(f"cannot write {names[-1]}")
     # Expected outputs come from the files as written, read the way the runtime reads them.
-    preprocessed = np.stack([load_resized(Path(out_dir) / name, spec) for name in names])
+    preprocessed = np.stack([load_resized(out_dir / name, spec) for name in names])
     x = normalize(preprocessed, spec)
     int8 = Classifier(bundle, precision="int8", allow_failed_parity=True)
     expected = {"preprocessed": preprocessed}
@@ -111,7 +110,7 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
         key = bundle.golden_activations_key(name)
         if key not in expected:
             expected[key] = activations
-    np.savez_compressed(Path(out_dir) / EXPECTED, **expected)
+    np.savez_compressed(out_dir / EXPECTED, **expected)
     origins = origins or [Path(path).name for path in sources]
     return {
         "tiles": names, "expected": EXPECTED, "origins": [origins[index] for index in chosen],
@@ -124,22 +123,17 @@ def write_golden_set(out_dir: Path, manifest: dict, sources: list[Path], referen
 
 
 def replace_golden_set(bundle_dir: Path, sources: list[Path], source: str) -> dict:
-    """Rewrite an exported bundle's golden set from other tiles; returns the updated manifest.
+    """Rewrite an exported bundle's golden set from other tiles; returns the manifest's new ``golden`` entry.
 
-    The embedded default uses this to carry synthetic golden tiles instead of tiles of the real
-    data it was trained on (those stay outside the repository and the wheel). The caller writes
-    the manifest (``exporter.write_manifest``) so that the new files are hashed.
+    The embedded BreaKHis model uses this to carry synthetic golden tiles instead of tiles of the
+    real data it was trained on (those stay outside the repository and the wheel). The caller
+    writes the entry (``bundle.manifest_writer.update_manifest``) so that the new files are hashed.
     """
-    import json
-
     from edgehisto.export.parity import KerasReferences
 
-    bundle_dir = Path(bundle_dir)
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    shutil.rmtree(bundle_dir / GOLDEN_DIR, ignore_errors=True)
-    references = KerasReferences(Bundle(bundle_dir, manifest))
-    manifest["golden"] = {**write_golden_set(bundle_dir, manifest, sources, references.stage), "source": source}
-    return manifest
+    bundle = load_bundle(bundle_dir, verify=False)
+    shutil.rmtree(bundle.file(GOLDEN_DIR), ignore_errors=True)
+    return {**write_golden_set(bundle, sources, KerasReferences(bundle).stage), "source": source}
 
 
 def display_peaks(out_dir: Path, manifest: dict, calibration: np.ndarray) -> dict[str, float]:

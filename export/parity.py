@@ -22,6 +22,7 @@ import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, load_bundle
+from edgehisto.bundle.manifest_writer import update_manifest
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.datasets.labelled import labelled_tiles
 from edgehisto.runtime.classifier import Classifier
@@ -53,12 +54,11 @@ class KerasReferences:
         """(Keras model, output layer names) of one stage, loading its file on first use."""
         import keras
 
-        entry = self.bundle.manifest["stages"][name]
-        path = entry["reference_keras"]
+        stage = self.bundle.stages[name]
+        path = stage.reference_keras
         if path not in self._models:
             self._models[path] = keras.models.load_model(self.bundle.file(path), compile=False)
-        outputs = entry.get("reference_outputs", {"logits": "logits", "probabilities": "probabilities"})
-        return self._models[path], outputs
+        return self._models[path], stage.reference_outputs
 
 
 def check_parity(bundle_dir: Path, data_dir: Path | None = None, thresholds: Thresholds | None = None,
@@ -166,10 +166,9 @@ def write_report(bundle_dir: Path, report: ParityReport) -> Path:
     """Write ``parity.json`` into the bundle and record the verdict in the manifest."""
     path = Path(bundle_dir) / "parity.json"
     path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    manifest_path = Path(bundle_dir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["parity"] = {"passed": report.passed, "report": "parity.json", "n_tiles": report.n_tiles}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    # The listing stays as it is: parity.json is never listed, and the bundle's files did not change.
+    update_manifest(bundle_dir, hash_files=False,
+                    parity={"passed": report.passed, "report": "parity.json", "n_tiles": report.n_tiles})
     return path
 
 

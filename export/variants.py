@@ -45,7 +45,7 @@ def _no_progress(_line: str) -> None:
 
 def held_out_relpaths(bundle: Bundle) -> set[str]:
     """The bundle's held-out test tiles (``reference/test_split.csv``), never used to calibrate."""
-    split = bundle.file(bundle.manifest.get("reference", {}).get("test_split", "reference/test_split.csv"))
+    split = bundle.test_split
     if not split.is_file():
         return set()
     with open(split, newline="") as handle:
@@ -81,9 +81,8 @@ def nchw_backbone(bundle: Bundle, stage: StageSpec, out: Path) -> Path:
     from edgehisto.export.convert import OPSET, rename_tensor, split_at
     from edgehisto.export.converter_output import quiet_converter
 
-    entry = bundle.manifest["stages"][stage.name]
-    names = entry.get("reference_outputs", {"logits": "logits", "probabilities": "probabilities"})
-    model = keras.models.load_model(bundle.file(entry["reference_keras"]), compile=False)
+    names = stage.reference_outputs
+    model = keras.models.load_model(bundle.file(stage.reference_keras), compile=False)
     backbone = split_at(model, stage.gradcam_layer, names["logits"], names["probabilities"]).backbone
     signature = (tf.TensorSpec((None, *backbone.input.shape[1:]), tf.float32, name=tensors.IMAGE),)
     with quiet_converter():
@@ -131,8 +130,8 @@ def export_variants(bundle_dir: Path, data_dir: Path, out_dir: Path,
 
     bundle = load_bundle(bundle_dir)
     stage = bundle.stages[bundle.entry_stage]
-    seed = int(bundle.manifest.get("training", {}).get("config", {}).get("seed", 0))
-    count = int(bundle.manifest.get("quantization", {}).get(stage.name, {}).get("calibration_images") or 128)
+    seed = bundle.training_seed
+    count = int(bundle.quantization(stage.name).get("calibration_images") or 128)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"export-variants {bundle_dir}: calibration draw of {count} tiles from {data_dir}")
@@ -153,7 +152,7 @@ def export_variants(bundle_dir: Path, data_dir: Path, out_dir: Path,
                               quantization=choice.to_dict()))
     description = {
         "bundle": {"path": str(bundle_dir), "stage": stage.name,
-                   "backbone_fp32_sha256": bundle.manifest["files"][stage.backbone("fp32")]["sha256"]},
+                   "backbone_fp32_sha256": bundle.files[stage.backbone("fp32")].sha256},
         "calibration": {"source": source, "n": len(calibration), "seed": seed},
         "bundle_backbones": {p: {"transposes": transposes(bundle.file(stage.backbone(p)))} for p in ("fp32", "int8")},
         "variants": variants,

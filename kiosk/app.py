@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -40,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgehisto import __version__
 from edgehisto.bundle.image_headers import sniff_format
-from edgehisto.bundle.manifest import MANIFEST, Bundle
+from edgehisto.bundle.manifest import Bundle
 from edgehisto.errors import EdgehistoError
 from edgehisto.kiosk.guards import Admission, BodyLimit, Busy, SecurityHeaders, read_bounded, too_large
 from edgehisto.kiosk.pictures import data_url
@@ -96,20 +95,20 @@ class Kiosk:
 
     def summary(self) -> dict:
         """The always-visible facts about the served model."""
-        manifest = self.bundle.manifest
-        card = self.bundle.path / "MODEL_CARD.md"
-        provenance = manifest.get("provenance", {})
-        embedded = self.bundle.path.resolve().parent == MODELS_DIR.resolve()
+        bundle = self.bundle
+        card = bundle.path / "MODEL_CARD.md"
+        embedded = bundle.path.resolve().parent == MODELS_DIR.resolve()
+        exported = bundle.exported_at
         return {
-            "name": names_of(self.bundle.path.name)[0] if embedded else manifest.get("name", self.bundle.path.name),
-            "task": manifest["task"], "arch": manifest.get("arch", "single"),
-            "version": f"exported {provenance.get('created', 'at an unknown time')[:10]} by edgehisto "
-                       f"{provenance.get('versions', {}).get('edgehisto', '?')}",
-            "sha256": hashlib.sha256((self.bundle.path / MANIFEST).read_bytes()).hexdigest(),
+            "name": names_of(bundle.path.name)[0] if embedded else bundle.name,
+            "task": bundle.task, "arch": bundle.arch,
+            "version": f"exported {(exported if exported is not None else 'at an unknown time')[:10]} by edgehisto "
+                       f"{bundle.made_with.get('edgehisto', '?')}",
+            "sha256": bundle.manifest_sha256,
             "precision": self.settings.precision,
-            "classes": {s: v["class_names"] for s, v in manifest["stages"].items()},
-            "routing": manifest.get("routing", {}),
-            "expected_input": (manifest.get("expected_input") or {}).get("description"),
+            "classes": bundle.class_names,
+            "routing": bundle.routing,
+            "expected_input": bundle.expects,
             "intended_use": _intended_use(card),
             "caveat": _caveat(self.bundle.path / "model_card.json"),
             "has_model_card": card.is_file(),

@@ -21,7 +21,7 @@ def map_upload(classifier: Classifier, name: str, data: bytes, cpu: str, tissue_
     except EdgehistoError as error:
         return {"error": str(error), "name": name}
     bundle = classifier.bundle
-    facts = summary(slide, bundle.manifest.get("name", bundle.path.name), bundle.manifest_sha256,
+    facts = summary(slide, bundle.name, bundle.manifest_sha256,
                     classifier.precision, cpu)
     tiles = facts["tiles"]
     title = (f"{name}: {tiles['classified']} tiles classified, {tiles['background']} background, "

@@ -67,7 +67,7 @@ def map_to_folder(source: Path, classifier: Classifier, out_dir: Path, options: 
     """
     bundle = classifier.bundle
     slide = map_slide(source, classifier, options.stride, options.tissue_threshold, progress=progress)
-    name = bundle.manifest.get("name", bundle.path.name)
+    name = bundle.name
     facts = summary(slide, name, bundle.manifest_sha256, options.precision, cpu)
     tiles = facts["tiles"]
     partial = "" if facts["complete"] else " PARTIAL"

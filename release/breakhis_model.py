@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, load_bundle, runtime_needs
+from edgehisto.bundle.manifest_writer import update_manifest
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.splits import read_split
 from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES
 from edgehisto.errors import ExportError
-from edgehisto.export.exporter import write_manifest
 from edgehisto.metrics.figures import plot_confusion_matrix
 from edgehisto.metrics.scores import binary_figures, classification_metrics, vote
 from edgehisto.release.breakhis_card import caveat, pct, render
@@ -117,10 +118,10 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     for run_dir, bundle_dir in candidates:
         val = side_report(bundle_dir, run_dir, data_dir, "val")["int8"]
         test = side_report(bundle_dir, run_dir, data_dir, "test")["int8"]
-        run = json.loads((run_dir / "run.json").read_text())
+        run = RunInfo.load(run_dir)
         size = shipped_bytes(bundle_dir)
-        rows.append({"name": f"{run['arch']} ({run_dir.name})", "arch": run["arch"], "run_dir": str(run_dir),
-                     "bundle_dir": str(bundle_dir), "weights": run["config"].get("weights"),
+        rows.append({"name": f"{run.arch} ({run_dir.name})", "arch": run.arch, "run_dir": str(run_dir),
+                     "bundle_dir": str(bundle_dir), "weights": run.config.get("weights"),
                      "val_binary_balanced_accuracy": val["image"]["binary"]["balanced_accuracy"],
                      "val_routed_accuracy": val["image"]["routed"]["accuracy"],
                      "test_binary_balanced_accuracy": test["image"]["binary"]["balanced_accuracy"],
@@ -150,15 +151,13 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Pa
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch) / BREAKHIS_MODEL
         shutil.copytree(best["bundle_dir"], work)
-        manifest = _synthetic_golden_set(work, log)
-        manifest["name"] = BREAKHIS_MODEL
-        write_manifest(work, manifest)
+        update_manifest(work, golden=_synthetic_golden_set(work, log), name=BREAKHIS_MODEL)
         card = model_card(work, Path(best["run_dir"]), data_dir, rows, cv, pretrain, log)
         card["probes"] = json.loads(probes.read_text()) if probes else None
         card["caveat"] = caveat(card)
         (work / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
         (work / "MODEL_CARD.md").write_text(render(card) + "\n")
-        write_manifest(work, manifest)  # hash the card and its figures too
+        update_manifest(work)  # hash the card and its figures too
         # Build beside the destination, check it, then swap it in: a failure keeps the installed bundle.
         staged = dest.parent / f".{dest.name}.staged"
         shutil.rmtree(staged, ignore_errors=True)
@@ -185,7 +184,7 @@ def _not_needed(root: Path):
 
 
 def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
-    """A golden set of synthetic BreaKHis-like images: no real tissue in the package."""
+    """A golden set of synthetic BreaKHis-like images (no real tissue in the package); returns its entry."""
     from edgehisto.datasets.synth_breakhis import synthesize_breakhis
     from edgehisto.export.golden import replace_golden_set
 
@@ -201,7 +200,7 @@ def _synthetic_golden_set(bundle_dir: Path, log: Callable[[str], None]) -> dict:
 def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict], cv: tuple[Path, ...],
                pretrain: Path | None, log: Callable[[str], None]) -> dict:
     """Measure the held-out patients and gather what the card states; write the confusion PNGs."""
-    run = json.loads((run_dir / "run.json").read_text())
+    run = RunInfo.load(run_dir)
     log("measuring the test patients with the runtime (fp32 and int8)")
     test = side_report(bundle_dir, run_dir, data_dir, "test")
     figures = Path(bundle_dir) / "card"
@@ -224,17 +223,18 @@ def model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list
     data = {"images": len(everything), "squashed_224": squashed,
             "magnifications": {str(m): sum(1 for r in everything if magnification(r["relpath"]) == m)
                                for m in sorted({magnification(r["relpath"]) for r in everything})}}
-    stage = next(iter(load_bundle(bundle_dir).manifest["stages"].values()))
+    stage = next(iter(load_bundle(bundle_dir).stages.values()))
     return {
-        "patient_folders": folders, "images": images, "data": data, "gradcam_shape": stage["activations_shape"][:2],
-        "bundle": BREAKHIS_MODEL, "arch": run["arch"], "config": run["config"], "n_params": run["n_params"],
-        "split": split, "preprocess": run["preprocess"], "test": test,
+        "patient_folders": folders, "images": images, "data": data,
+        "gradcam_shape": list(stage.activations_shape[:2]),
+        "bundle": BREAKHIS_MODEL, "arch": run.arch, "config": run.config, "n_params": run.n_params,
+        "split": split, "preprocess": run.preprocess.to_dict(), "test": test,
         "val": side_report(bundle_dir, run_dir, data_dir, "val"),
         "cv": {path.parent.name: json.loads(path.read_text()) for path in cv},
         "pretrain": json.loads(pretrain.read_text()) if pretrain else None,
         "target": {"binary_balanced_accuracy_int8": TARGET_BINARY_BALANCED_ACCURACY},
         "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
-        "versions": run["provenance"]["versions"],
+        "versions": run.provenance["versions"],
         "shipped_mb": round(shipped_bytes(bundle_dir) / 1e6, 1), "budget_mb": MAX_BUNDLE_BYTES / 1e6,
         "onnx_files": sorted(p.relative_to(bundle_dir).as_posix() for p in Path(bundle_dir).rglob("*.onnx")),
     }

@@ -7,7 +7,6 @@ balanced accuracy, then int8 latency); the test patients only appear in the mode
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -17,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import load_bundle
+from edgehisto.bundle.manifest_entries import GoldenSet
+from edgehisto.bundle.manifest_writer import update_manifest
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.errors import ExportError
-from edgehisto.export.exporter import write_manifest
 from edgehisto.release.idc_card import held_out_metrics, write_model_card
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import DEFAULT_MODEL, MODELS_DIR
@@ -57,10 +58,10 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     """
     rows = []
     for run_dir, bundle_dir in candidates:
-        eligible = load_bundle(bundle_dir).manifest.get("parity", {}).get("passed") is True
+        eligible = load_bundle(bundle_dir).parity_passed is True
         metrics = held_out_metrics(bundle_dir, run_dir, data_dir, allow_failed_parity=not eligible)
         size = load_bundle(bundle_dir).preprocess.input_size[0]
-        config = json.loads((run_dir / "run.json").read_text())["config"]
+        config = RunInfo.load(run_dir).config
         rows.append({"name": f"{size}x{size} input ({run_dir.name})", "run_dir": str(run_dir),
                      "bundle_dir": str(bundle_dir), "input_size": size, "stain_augment": config["stain_augment"],
                      "class_weights": config["class_weights"], "epochs_budget": config["epochs"],
@@ -97,26 +98,20 @@ def _install_bundle(bundle_dir: Path, run_dir: Path, data_dir: Path, rows: list[
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(bundle_dir, dest)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    _attribute_golden_set(dest, manifest)
-    write_manifest(dest, manifest)
+    update_manifest(dest, golden=_attribute_golden_set(dest, load_bundle(dest, verify=False).golden))
     write_model_card(dest, run_dir, data_dir, rows, log=log)
     write_demo_samples(run_dir, data_dir, SAMPLES_DIR, log=log)
-    manifest["name"] = DEFAULT_MODEL
-    write_manifest(dest, manifest)  # the card is part of the bundle: hash it too
+    update_manifest(dest, name=DEFAULT_MODEL)  # the card is part of the bundle: hash it too
     total = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     if total > MAX_BUNDLE_BYTES:
         raise ExportError(f"{dest} is {total / 1e6:.1f} MB, over the 5 MB budget")
     return InstalledDefault(dest, rows, total)
 
 
-def _attribute_golden_set(bundle_dir: Path, manifest: dict) -> None:
-    """Name the source and licence of every real golden tile (``golden/SOURCES.md``)."""
+def _attribute_golden_set(bundle_dir: Path, golden: GoldenSet) -> dict:
+    """Name the source and licence of every real golden tile (``golden/SOURCES.md``); returns the new entry."""
     from edgehisto.release.idc_card import MIT_PATIENTS
 
-    golden = manifest["golden"]
-    golden["source"] = ("real IDC patches of training patients (IDC_regular_ps50_idx5): see golden/SOURCES.md "
-                        "for each tile's origin and licence")
     lines = ["# The golden tiles: real IDC patches", "",
              "Real 50x50 H&E patches from *Breast Histopathology Images* (IDC_regular_ps50_idx5; Janowczyk & "
              "Madabhushi 2016, from Cruz-Roa et al. 2014), drawn from the model's training patients. The dataset "
@@ -124,10 +119,12 @@ def _attribute_golden_set(bundle_dir: Path, manifest: dict) -> None:
              + " come from iotJumpway/Intel-Examples (IDC-Classification), MIT licence, (c) 2018 Adam "
              "Milton-Barker.", "",
              "| tile | origin (patient/class/file) | licence of the copy |", "|---|---|---|"]
-    for tile, origin in zip(golden["tiles"], golden["origins"], strict=True):
+    for tile, origin in zip(golden.tiles, golden.origins, strict=True):
         patient = Path(origin).parts[0]
         lines.append(f"| {tile} | {origin} | {'MIT' if patient in MIT_PATIENTS else 'CC0'} |")
     (bundle_dir / "golden" / "SOURCES.md").write_text("\n".join(lines) + "\n")
+    return golden.with_source("real IDC patches of training patients (IDC_regular_ps50_idx5): see "
+                              "golden/SOURCES.md for each tile's origin and licence")
 
 
 def write_demo_samples(run_dir: Path, data_dir: Path, dest: Path, per_class: int = SAMPLES_PER_CLASS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, load_bundle
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.splits import read_split
 from edgehisto.metrics.scores import binary_metrics
 from edgehisto.runtime.classifier import Classifier
@@ -100,7 +101,7 @@ def best_threshold(y_true: np.ndarray, p_positive: np.ndarray) -> float:
 def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison: list[dict],
                      log: Callable[[str], None] = _LOG.info) -> dict:
     """Measure, then write ``MODEL_CARD.md`` and ``model_card.json`` into the bundle."""
-    run = json.loads((run_dir / "run.json").read_text())
+    run = RunInfo.load(run_dir)
     log("measuring held-out patients with the runtime (fp32 and int8)")
     metrics = held_out_metrics(bundle_dir, run_dir, data_dir)
     relpaths, labels, _ = side_tiles(run_dir, "val")
@@ -110,15 +111,15 @@ def write_model_card(bundle_dir: Path, run_dir: Path, data_dir: Path, comparison
     test_probs, kept = positive_probabilities(Classifier(bundle_dir, "int8"), [data_dir / p for p in relpaths])
     tuned = binary_metrics(labels[kept], test_probs, threshold)
     card = {
-        "bundle": Path(bundle_dir).name, "config": run["config"], "n_params": run["n_params"],
-        "epochs_run": run.get("epochs_run"), "split": json.loads((run_dir / "split.json").read_text()),
-        "preprocess": run["preprocess"], "metrics": metrics, "target": TARGET,
+        "bundle": Path(bundle_dir).name, "config": run.config, "n_params": run.n_params,
+        "epochs_run": run.epochs_run, "split": json.loads((run_dir / "split.json").read_text()),
+        "preprocess": run.preprocess.to_dict(), "metrics": metrics, "target": TARGET,
         "target_met_int8_test": bool(metrics["test"]["int8"]["balanced_accuracy"] >= TARGET["balanced_accuracy"]
                                      and metrics["test"]["int8"]["sensitivity"] >= TARGET["positive_recall"]),
         "val_tuned_threshold": {"threshold": threshold, "test_int8_at_threshold": tuned},
         # Candidate rows without their working directories (machine paths).
         "comparison": [{k: v for k, v in row.items() if k not in ("run_dir", "bundle_dir")} for row in comparison],
-        "versions": run["provenance"]["versions"],
+        "versions": run.provenance["versions"],
     }
     test8 = metrics["test"]["int8"]
     # One line the kiosk shows beside every result when the card's own target is missed.

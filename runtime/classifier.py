@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
-from edgehisto.bundle.input_guard import ExpectedInput, blank_warning
+from edgehisto.bundle.input_guard import blank_warning
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, read_verified
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import normalize, resize_tile
@@ -83,7 +83,7 @@ class TileResult:
 
 def parity_problem(bundle: Bundle) -> str | None:
     """Why a bundle must not be used silently (failed or missing parity verdict), or None."""
-    verdict = bundle.manifest.get("parity", {}).get("passed")
+    verdict = bundle.parity_passed
     if verdict is True:
         return None
     if verdict is None:
@@ -111,7 +111,7 @@ class Classifier:
         self.warning = f"{problem}; used because parity checks were overridden" if problem else None
         self.precision = precision
         self.spec = self.bundle.preprocess
-        self.expected_input = ExpectedInput.from_manifest(self.bundle.manifest)
+        self.expected_input = self.bundle.expected_input
         self.stages = self.bundle.stages
         self._threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -127,8 +127,8 @@ class Classifier:
         with self._lock:
             if relative not in self._sessions:
                 session = make_session(read_verified(self.bundle, relative), self._threads)
-                entry = self.bundle.manifest["stages"][stage.name]
-                check_session(session, relative, role, stage, self.spec.input_size, entry.get("activations_shape"))
+                check_session(session, relative, role, stage, self.spec.input_size,
+                              self.bundle.stages[stage.name].activations_shape)
                 self._sessions[relative] = session
             return self._sessions[relative]
 

@@ -56,8 +56,6 @@ def names_of(bundle_name: str) -> list[str]:
 
 def describe_embedded(verify: bool = True) -> list[dict]:
     """One record per embedded bundle: identity, classes, stored parity verdict, verify here."""
-    import hashlib
-
     from edgehisto.errors import EdgehistoError
     from edgehisto.runtime.verify import cpu_kind, verify_bundle
 
@@ -72,13 +70,12 @@ def describe_embedded(verify: bool = True) -> list[dict]:
                 verified = False
         rows.append({
             "name": name, "names": names_of(name), "default": name == DEFAULT_MODEL, "path": str(path),
-            "task": bundle.task, "arch": bundle.manifest.get("arch", "single"),
-            "expects": (bundle.manifest.get("expected_input") or {}).get("description"),
+            "task": bundle.task, "arch": bundle.arch, "expects": bundle.expects,
             "precisions": [p for p in ("fp32", "int8") if _ships(bundle, p)],
-            "manifest_sha256": hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest(),
+            "manifest_sha256": bundle.manifest_sha256,
             "input_size": list(bundle.preprocess.input_size),
-            "classes": {s: v["class_names"] for s, v in bundle.manifest["stages"].items()},
-            "parity_passed": bundle.manifest.get("parity", {}).get("passed"),
+            "classes": bundle.class_names,
+            "parity_passed": bundle.parity_passed,
             "verified_here": verified, "cpu": cpu_kind(),
             **_sizes(bundle),
             "model_card": str(path / "MODEL_CARD.md") if (path / "MODEL_CARD.md").is_file() else None,
@@ -91,11 +88,11 @@ def _sizes(bundle: Bundle) -> dict:
 
     A development bundle lists its Keras reference and TFLite files; an installed copy does not ship them.
     """
-    entries = bundle.manifest["files"]
-    present = {name: e["bytes"] for name, e in entries.items() if bundle.file(name).is_file()}
+    entries = bundle.files
+    present = {name: e.bytes for name, e in entries.items() if bundle.file(name).is_file()}
     return {"size_mb": round(sum(present.values()) / 1e6, 2),
             "listed_absent": sorted(set(entries) - set(present)),
-            "listed_absent_mb": round(sum(e["bytes"] for n, e in entries.items() if n not in present) / 1e6, 2)}
+            "listed_absent_mb": round(sum(e.bytes for n, e in entries.items() if n not in present) / 1e6, 2)}
 
 
 def _ships(bundle: Bundle, precision: str) -> bool:

@@ -13,7 +13,6 @@ with and those the bundle was made with.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgehisto.bundle.gates import Gate, GateVerdict, Thresholds, format_gates, pearson
-from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, Bundle, load_bundle
+from edgehisto.bundle.manifest import PRECISIONS, Bundle, GoldenSet, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
 from edgehisto.runtime.classifier import Classifier
@@ -86,20 +85,18 @@ def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRE
         BundleError: the bundle is unusable (missing, tampered, unknown schema) or has no golden set.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)  # sha256 of every file
-    golden = bundle.manifest.get("golden")
+    golden = bundle.golden
     if not golden:
         raise BundleError(f"bundle {bundle.path} has no golden set (exported before edgehisto verify); "
                           "re-export it")
-    thresholds = Thresholds.from_dict(golden["thresholds"])
+    thresholds = golden.thresholds
     spec = bundle.preprocess
-    preprocessed = np.stack([load_resized(bundle.file(name), spec) for name in golden["tiles"]])
+    preprocessed = np.stack([load_resized(bundle.file(name), spec) for name in golden.tiles])
     x = normalize(preprocessed, spec)
-    with np.load(bundle.file(golden["expected"]), allow_pickle=False) as stored:
+    with np.load(bundle.file(golden.expected), allow_pickle=False) as stored:
         expected = dict(stored)
-    manifest_hash = hashlib.sha256(bundle.file(MANIFEST).read_bytes()).hexdigest()
     made_with = bundle.made_with
-    report = VerifyReport(str(bundle.path), bundle.manifest.get("name", bundle.path.name), manifest_hash,
-                          cpu_kind(), list(precisions), len(x),
+    report = VerifyReport(str(bundle.path), bundle.name, bundle.manifest_sha256, cpu_kind(), list(precisions), len(x),
                           versions={name: {"ran": ran, "bundle": made_with.get(name, "not recorded")}
                                     for name, ran in runtime_versions().items()})
     _preprocessing_gate(report, preprocessed, expected)
@@ -113,7 +110,7 @@ def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRE
 
 
 def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x: np.ndarray,
-                 expected: dict, thresholds: Thresholds, golden: dict) -> None:
+                 expected: dict, thresholds: Thresholds, golden: GoldenSet) -> None:
     """The gates of one stage at the runtime's precision."""
     keras_p, keras_top1 = expected[f"keras_probabilities__{name}"], expected[f"keras_top1__{name}"]
     activations = runtime.activations(x, stage)
@@ -127,7 +124,7 @@ def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x:
         return
     recorded = expected[f"int8_probabilities__{name}"]
     agreement, mean_r = np.mean(probabilities.argmax(1) == keras_top1), np.mean(r)
-    if synthetic_golden(golden):
+    if golden.synthetic:
         # int8 against Keras on synthetic (off-distribution) tiles measures the bundle's quantisation,
         # not this machine: export gated it on real held-out tiles (parity.json). What this machine
         # can change, its kernels, the portability gates below bind exactly.
@@ -138,7 +135,7 @@ def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x:
         report.gate(name, "gradcam_int8_mean_pearson", mean_r, thresholds.gradcam_int8_min_mean_pearson, ">=")
     # Portability: the exporting machine's int8 numbers, reproduced here.
     drift = np.abs(probabilities - recorded).max()
-    report.gate(name, "int8_vs_export_max_abs_prob_diff", drift, golden["int8_portability_max_abs_prob_diff"], "<=")
+    report.gate(name, "int8_vs_export_max_abs_prob_diff", drift, golden.int8_portability_max_abs_prob_diff, "<=")
     report.gate(name, "int8_vs_export_label_agreement", np.mean(probabilities.argmax(1) == recorded.argmax(1)),
                 1.0, ">=")
     if drift > 0:
@@ -200,16 +197,11 @@ def _routed_gate(report: VerifyReport, runtime: Classifier, bundle: Bundle, x: n
     results = runtime.classify_tensor(x)
     same = [(r.stages[-1].stage, r.stages[-1].label) == keras_route(bundle, expected, i)
             for i, r in enumerate(results)]
-    if runtime.precision == "int8" and synthetic_golden(bundle.manifest["golden"]):
+    if runtime.precision == "int8" and bundle.golden.synthetic:
         report.reported.setdefault("routed", {})["onnx_int8_label_agreement"] = float(np.mean(same))
         return
     threshold = 0.999 if runtime.precision == "fp32" else thresholds.int8_min_agreement
     report.gate("routed", f"onnx_{runtime.precision}_label_agreement", np.mean(same), threshold, ">=")
-
-
-def synthetic_golden(golden: dict) -> bool:
-    """Whether the golden tiles are synthetic (embedded bundles carry no real tissue)."""
-    return str(golden.get("source", "")).startswith("synthetic")
 
 
 def format_report(report: VerifyReport) -> str:

@@ -232,7 +232,7 @@ def test_a_card_that_says_the_model_misses_its_target_puts_that_caveat_beside_ev
     import json
     import shutil
 
-    from edgehisto.export.exporter import write_manifest
+    from edgehisto.bundle.manifest_writer import write_manifest
     from edgehisto.runtime.registry import resolve_bundle
 
     bundle = tmp_path / "bundle"

@@ -66,7 +66,7 @@ def test_check_parity_exits_one_when_a_gate_fails(idc_bundle):
 def test_parity_catches_a_bundle_whose_onnx_does_not_match_its_keras_model(idc_bundle, tmp_path):
     import keras
 
-    from edgehisto.export.exporter import write_manifest
+    from edgehisto.bundle.manifest_writer import write_manifest
     from edgehisto.export.parity import check_parity
     from edgehisto.train.models import create_model
 

@@ -8,7 +8,6 @@ masked by the true binary label, so at inference the backbone runs once per tile
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ import numpy as np
 from edgehisto.bundle.colour import IDC_TARGET_MEAN, IDC_TARGET_STD
 from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.datasets.breakhis import DEFAULT_SPLIT_KEY
+from edgehisto.datasets.run_info import RunInfo, RunStage
 from edgehisto.datasets.tasks import BREAKHIS, END_TO_END_CLASSES, breakhis_labels, routed_labels
 from edgehisto.train.fit import FitConfig
 from edgehisto.train.models import MODELS, arch_models, model_spec
@@ -230,24 +230,22 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
     else:
         models, weights = _train_hierarchy(arrays, spec, config, run_dir, log)
     metrics = evaluate_hierarchy(models, arrays, spec, config, run_dir)
-    run_info = {
-        "task": "breakhis", "arch": config.arch, "preprocess": spec.to_dict(), "config": asdict(config),
-        "data_dir": str(Path(data_dir).resolve()), "routing": BREAKHIS.routing,
-        "stages": [_stage_entry(stage, classes, config.arch) for stage, classes in BREAKHIS.stages.items()],
-        "class_weight": weights, "n_params": {k: int(m.count_params()) for k, m in models.items()},
-        "provenance": provenance(asdict(config)),
-        "problems": [{"path": str(p.path), "reason": p.reason} for p in dataset.problems],
-    }
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+    RunInfo(
+        task="breakhis", arch=config.arch, preprocess=spec, config=asdict(config),
+        data_dir=Path(data_dir).resolve(), routing=BREAKHIS.routing,
+        stages=[_stage_entry(stage, classes, config.arch) for stage, classes in BREAKHIS.stages.items()],
+        class_weight=weights, n_params={k: int(m.count_params()) for k, m in models.items()},
+        provenance=provenance(asdict(config)),
+        problems=[{"path": str(p.path), "reason": p.reason} for p in dataset.problems],
+    ).write(run_dir)
     e2e = metrics["end_to_end"]
     log(f"end-to-end 8-class test accuracy {e2e['accuracy']:.4f} (balanced {e2e['balanced_accuracy']:.4f})")
     return metrics
 
 
-def _stage_entry(stage: str, classes: tuple[str, ...], arch: str) -> dict:
+def _stage_entry(stage: str, classes: tuple[str, ...], arch: str) -> RunStage:
     multitask = arch == "multitask"
     prefix = f"{stage}_" if multitask else ""
     registered = model_spec(ARCH_MODELS[arch])
-    return {"name": stage, "model_file": "multitask.keras" if multitask else f"{stage}.keras",
-            "class_names": list(classes), "output": registered.output, "gradcam_layer": registered.gradcam_layer,
-            "logits_layer": f"{prefix}logits", "probabilities_layer": f"{prefix}probabilities"}
+    return RunStage(stage, "multitask.keras" if multitask else f"{stage}.keras", list(classes), registered.output,
+                    registered.gradcam_layer, f"{prefix}logits", f"{prefix}probabilities")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgehisto.bundle.outputs import class_probabilities
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.train.models import DEFAULT_INPUT_SIZE
 
 SPLIT_METHODS = ("patient", "image")
@@ -153,7 +154,7 @@ def fit_model(model, train_ds, val_ds, config, run_dir: Path, stem: str, class_w
 
 
 def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray, sides: np.ndarray,
-                 spec: PreprocessSpec, config, run_dir: Path, run_info: dict,
+                 spec: PreprocessSpec, config, run_dir: Path, run_info: RunInfo,
                  log: Callable[[str], None]) -> dict:
     """Single-model training (IDC): fit, then write model, history, curves, metrics and run.json."""
     import keras
@@ -163,12 +164,12 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
     from edgehisto.metrics.scores import classification_metrics
     from edgehisto.train.data import make_dataset
 
-    class_names = run_info["class_names"]
+    class_names = run_info.class_names
     arrays = load_sides(root, relpaths, labels, sides, spec, log)
 
     def dataset(side, augment):
         y = arrays[side].labels
-        sigmoid = run_info["output"] == "sigmoid"
+        sigmoid = run_info.output == "sigmoid"
         y = y.astype(np.float32)[:, None] if sigmoid else keras.utils.to_categorical(y, len(class_names))
         return make_dataset(arrays[side], y, spec, batch_size=config.batch_size, augment=augment,
                             seed=config.seed, stain=augment and config.stain_augment)
@@ -176,13 +177,11 @@ def fit_and_save(model, root: Path, relpaths: Sequence[str], labels: np.ndarray,
     weights = class_weight_map(arrays["train"].labels, len(class_names)) if config.class_weights else None
     history = fit_model(model, dataset("train", True), dataset("val", False), config, run_dir, "model", weights,
                         log=log)
-    probabilities = predict_probabilities(model, dataset("test", False), run_info["output"])
+    probabilities = predict_probabilities(model, dataset("test", False), run_info.output)
     metrics = classification_metrics(arrays["test"].labels, probabilities.argmax(axis=1), class_names)
-    write_metrics(metrics, run_dir, "test_metrics", f"{run_info['task']} test split")
-    run_info = dict(run_info, class_weight=weights, n_params=int(model.count_params()),
-                    epochs_run=len(history.get("loss", [])),
-                    load_failures={s: a.failures for s, a in arrays.items()},
-                    provenance=provenance(run_info["config"]))
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+    write_metrics(metrics, run_dir, "test_metrics", f"{run_info.task} test split")
+    replace(run_info, class_weight=weights, n_params=int(model.count_params()),
+            epochs_run=len(history.get("loss", [])), load_failures={s: a.failures for s, a in arrays.items()},
+            provenance=provenance(run_info.config)).write(run_dir)
     log(f"test accuracy {metrics['accuracy']:.4f}, balanced {metrics['balanced_accuracy']:.4f} -> {run_dir}")
     return metrics

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgehisto.bundle.preprocess import PreprocessSpec
+from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.tasks import IDC
 from edgehisto.train.fit import FitConfig, split_sides
 from edgehisto.train.models import MODELS, model_spec
@@ -69,13 +70,12 @@ def train_idc(
 
     spec = idc_preprocess_spec(config.input_size, registered.native_size)
     model = _compile(config, registered.output)
-    run_info = {
-        "task": IDC.name, "model": config.model, "output": registered.output,
-        "class_names": list(IDC.stages[IDC.name]), "gradcam_layer": registered.gradcam_layer,
-        "preprocess": spec.to_dict(),
-        "config": asdict(config), "data_dir": str(Path(data_dir).resolve()),
-        "problems": [asdict(p) | {"path": str(p.path)} for p in dataset.problems],
-    }
+    run_info = RunInfo(
+        task=IDC.name, model=config.model, output=registered.output,
+        class_names=list(IDC.stages[IDC.name]), gradcam_layer=registered.gradcam_layer,
+        preprocess=spec, config=asdict(config), data_dir=Path(data_dir).resolve(),
+        problems=[asdict(p) | {"path": str(p.path)} for p in dataset.problems],
+    )
     return fit_and_save(
         model, dataset.root, dataset.relpaths, labels, sides, spec, config, run_dir, run_info, log
     )
