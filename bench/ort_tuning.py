@@ -20,13 +20,13 @@ import numpy as np
 
 from edgehisto.bench.machine import machine_info
 from edgehisto.bench.run import no_progress
+from edgehisto.bench.timing import interleaved
 from edgehisto.bench.verdicts import CONSISTENT_ROUNDS, NOISE_RATIO
 from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, sha256_of
 from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.litert import probabilities
 from edgehisto.runtime.sessions import SPINNING, make_session
-from edgehisto.runtime.timing import interleaved
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current session options
