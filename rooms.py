@@ -12,7 +12,9 @@ from __future__ import annotations
 ROOMS: dict[str, tuple[frozenset[str], str]] = {
     "errors": (frozenset(), "one exceptions module: a base error and its subclasses"),
     "metrics": (frozenset(), "binary and multiclass metrics, the patient vote, grouped k-fold (a leaf)"),
-    "bundle": (frozenset({"errors"}), "the contract: manifest, validation, preprocessing spec and execution, gates"),
+    "bundle": (frozenset({"errors"}),
+               "the contract: manifest, validation, preprocessing spec and execution, gates, "
+               "its TFLite files run by LiteRT"),
     "runtime": (frozenset({"bundle", "errors"}), "sessions, routing, Grad-CAM, classify, verify, embedded models"),
     "datasets": (frozenset({"bundle", "metrics", "errors"}), "readers, synthetic data, inspection, grouped splits"),
     "train": (frozenset({"datasets", "bundle", "metrics", "errors"}), "Keras models, augmentation, fit, CV"),
