@@ -26,6 +26,7 @@ import numpy as np
 
 from edgehisto.bundle.manifest import PRECISIONS, Bundle, StageSpec, load_bundle
 from edgehisto.bundle.preprocess import normalize
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
 from edgehisto.evaluate import localisation as loc
@@ -36,10 +37,6 @@ from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.gradcam import explained_class, map_meaning
 
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
-
-
-def _no_progress(_done: int, _total: int, _label: str) -> None:
-    """The default per-batch progress callback: say nothing (``log`` still gets each step)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ class _Scored:
 
 
 def score_tiles(classifier: Classifier, tiles: Sequence[LabelledTile], top_k_percent: float,
-                seed: int = 0, batch_size: int = 64, progress: Callable[[int, int, str], None] = _no_progress
+                seed: int = 0, batch_size: int = 64, progress: Progress = no_progress
                 ) -> tuple[dict[str, list[TileOutcome]], list[dict]]:
     """Classify tiles with Grad-CAM and score each stage's maps: ({stage: outcomes}, failures).
 
@@ -265,7 +262,7 @@ def evaluate_bundle(bundle_dir: Path, data_dir: Path, out_dir: Path, precisions:
                     limit: int | None = None, panel_n: int = 4, top_k_percent: float = 20.0,
                     seed: int = 0, batch_size: int = 64, allow_failed_parity: bool = False,
                     all_tiles: bool = False, log: Callable[[str], None] = _LOG.info,
-                    progress: Callable[[int, int, str], None] = _no_progress) -> dict:
+                    progress: Progress = no_progress) -> dict:
     """Evaluate every stage of a bundle at each precision; writes the report dir, returns its JSON.
 
     ``log`` receives one line per step; ``progress(done, total, label)`` is called after every

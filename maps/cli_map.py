@@ -88,8 +88,7 @@ def _map_one(source: Path, classifier, out_dir: Path, precision: str, stride: in
 
     bundle = classifier.bundle
     with progress_reporter() as report:
-        slide = map_slide(source, classifier, stride, tissue_threshold,
-                          progress=lambda done, total: report(done, total, "tiles"))
+        slide = map_slide(source, classifier, stride, tissue_threshold, progress=report)
     name = bundle.manifest.get("name", bundle.path.name)
     facts = summary(slide, name, bundle.manifest_sha256, precision, cpu_kind())
     out_dir.mkdir(parents=True, exist_ok=True)
