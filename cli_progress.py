@@ -1,4 +1,4 @@
-"""How the CLI draws the library's ``progress(done, total, label)`` reports.
+"""How the CLI draws the library's ``progress(done, total, label)`` reports (``bundle.progress``).
 
 On a terminal: one progress bar per label, redrawn in place. Anywhere else (a log file, a pipe,
 CI): a line when a label starts and one when it finishes, so a log holds a few lines per loop
@@ -7,12 +7,12 @@ rather than one per batch. Library functions only call the callback; the CLI dec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import click
 
-Progress = Callable[[int, int, str], None]
+from edgehisto.bundle.progress import Progress
 
 
 @contextmanager

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bench.timing import interleaved
 from edgehisto.bundle import tensors
 from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.manifest import Bundle, StageSpec, read_verified
 from edgehisto.bundle.preprocess import normalize, resize_tile
 from edgehisto.runtime.sessions import make_session
-from edgehisto.runtime.timing import interleaved
 
 
 def session_creation(bundle: Bundle, stage: StageSpec, precision: str, x1: np.ndarray, repeats: int = 5) -> dict:

@@ -20,13 +20,13 @@ import numpy as np
 
 from edgehisto.bench.machine import machine_info
 from edgehisto.bench.run import no_progress
+from edgehisto.bench.timing import interleaved
 from edgehisto.bench.verdicts import CONSISTENT_ROUNDS, NOISE_RATIO
+from edgehisto.bundle.litert import probabilities
 from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, sha256_of
 from edgehisto.bundle.preprocess import normalize
 from edgehisto.errors import EdgehistoError
-from edgehisto.runtime.litert import probabilities
 from edgehisto.runtime.sessions import SPINNING, make_session
-from edgehisto.runtime.timing import interleaved
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 SESSION_SWEEPS = {  # each sweep changes one setting of the runtime's current session options
@@ -189,7 +189,7 @@ def layout_factors(t: Tuning, x: np.ndarray, variants: dict) -> dict:
 
 def tflite_factor(t: Tuning, x1: np.ndarray) -> dict:
     """ONNX int8 (the runtime) vs the TFLite int8 reference under LiteRT, at 1 and 2 threads."""
-    from edgehisto.runtime.litert import LiteRTModel
+    from edgehisto.bundle.litert import LiteRTModel
 
     calls = {}
     for n in (1, 2):

@@ -1,4 +1,4 @@
-"""Whole-process measurements: cold-start wall time and peak RSS of a command (call latencies: ``runtime.timing``)."""
+"""Whole-process measurements: cold-start wall time and peak RSS of a command (call latencies: ``bench.timing``)."""
 
 from __future__ import annotations
 

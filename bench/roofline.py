@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bench.timing import latency_ms
 from edgehisto.runtime.sessions import make_session
-from edgehisto.runtime.timing import latency_ms
 
 # Big enough that the kernels, not call overhead, set the time (~2.1 G operations per call), and
 # small enough (1 MB int8 / 4 MB fp32 per operand) to finish in well under a second per repeat.

@@ -1,7 +1,7 @@
 """One bench run: every variant of every bundle stage, measured side by side on one machine.
 
 Accuracy numbers come from a labelled set. Every latency is taken with one method,
-``runtime.timing.interleaved``: the calls compared in a table are timed together in rotating rounds,
+``bench.timing.interleaved``: the calls compared in a table are timed together in rotating rounds,
 so load from other processes hits them alike, and every ratio exists per round as well as overall.
 Targets are judged as ratios within one run (``bench/verdicts.py``) and stated for this machine's ISA.
 """
@@ -19,6 +19,7 @@ from edgehisto.bench.levers import decode_cost, session_creation
 from edgehisto.bench.machine import installed, load_average, machine_info
 from edgehisto.bench.process import whole_process
 from edgehisto.bench.roofline import gemm_call, gemm_peak, model_macs, operator_profile
+from edgehisto.bench.timing import interleaved, throughput
 from edgehisto.bench.variants import VARIANTS, make_variant
 from edgehisto.bench.verdicts import ratio_target, value_target
 from edgehisto.bundle import tensors
@@ -27,7 +28,6 @@ from edgehisto.bundle.manifest import Bundle, StageSpec, load_bundle, read_verif
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.classifier import Classifier
-from edgehisto.runtime.timing import interleaved, throughput
 
 __all__ = ["BenchConfig", "machine_info", "run_bench", "bench_bundle", "no_progress"]
 

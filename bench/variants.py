@@ -63,7 +63,7 @@ class TFLiteVariant:
     output_name: str = "output_0"
 
     def __post_init__(self):
-        from edgehisto.runtime.litert import LiteRTModel
+        from edgehisto.bundle.litert import LiteRTModel
 
         # LiteRT's default (num_threads=None) starts no worker thread: "all threads" must mean all
         # cores here, as it does for onnxruntime, or ONNX on 2 cores is compared with TFLite on 1.
@@ -72,7 +72,7 @@ class TFLiteVariant:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(N, K) class probabilities from LiteRT."""
-        from edgehisto.runtime.litert import probabilities
+        from edgehisto.bundle.litert import probabilities
 
         return probabilities(self.model.predict(x), self.output)
 

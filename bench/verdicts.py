@@ -1,6 +1,6 @@
 """Bench verdicts: a target judged from one run's numbers, stated for this machine's ISA class.
 
-Latency targets are ratios of two calls timed together in rotating rounds (``runtime.timing.interleaved``),
+Latency targets are ratios of two calls timed together in rotating rounds (``bench.timing.interleaved``),
 so each ratio exists per round too. A ratio target is "met" when the median ratio is on the right
 side of the line by at least the noise factor ``NOISE_RATIO`` (5%, multiplicative) and at least
 ``CONSISTENT_ROUNDS`` of the rounds are on the right side of the line; "missed" when the same holds

@@ -6,13 +6,8 @@ what is expected; callers prefix the file path.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
-import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -26,6 +21,7 @@ from edgehisto.bundle.image_headers import (
     read_image_header,
     sniff_format,
 )
+from edgehisto.bundle.native_stderr import NativeStderr, native_stderr
 from edgehisto.errors import InvalidImage
 
 __all__ = ["ImageHeader", "decode_rgb", "read_image_header"]
@@ -35,6 +31,7 @@ _SAMPLE_KINDS = {"unsigned": "", "signed": " signed", "float": " float"}
 # pixels it returns are then partly garbage, so the tile is refused.
 _JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
 _DECODER_MESSAGE_LIMIT = 160  # characters of a decoder's own message kept in the error
+_DECODER_OUTPUT_LIMIT = 64 * 1024  # bytes of the decoders' stderr read back per decode
 
 
 def _pixel_count(pixels: int) -> str:
@@ -105,53 +102,6 @@ def _damage(data: bytes, fmt: str) -> str | None:
     return None
 
 
-_stderr_lock = threading.Lock()
-_capture_files: dict[int, int] = {}  # process id -> descriptor of its capture file
-
-
-def _capture_fd() -> int:
-    """This process's (memory-backed where possible) file that receives decoder stderr."""
-    pid = os.getpid()  # a forked child must not share its parent's capture file
-    if pid not in _capture_files:
-        if hasattr(os, "memfd_create"):
-            _capture_files[pid] = os.memfd_create("edgehisto-decoder-stderr", os.MFD_CLOEXEC)
-        else:
-            with tempfile.TemporaryFile() as handle:  # the duplicate outlives the (unlinked) name
-                _capture_files[pid] = os.dup(handle.fileno())
-    return _capture_files[pid]
-
-
-@contextmanager
-def _decoder_stderr() -> Iterator[list[str]]:
-    """Collect what native decoders print on file descriptor 2 while the block runs.
-
-    libpng and libjpeg report problems by printing to the process's stderr, below OpenCV's
-    own logging, so silencing OpenCV's log level does not reach them. Inside the block fd 2
-    points at a capture file; the lines are handed to the caller (for the one-line error)
-    instead of reaching the terminal. Decodes are serialised by a lock, and anything another
-    thread writes to fd 2 in that window is taken as decoder output too.
-    """
-    lines: list[str] = []
-    with _stderr_lock:
-        try:
-            saved = os.dup(2)
-        except OSError:  # no stderr at all (a daemon): nothing can be printed anyway
-            yield lines
-            return
-        capture = _capture_fd()
-        os.ftruncate(capture, 0)
-        os.lseek(capture, 0, os.SEEK_SET)
-        os.dup2(capture, 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            size = os.lseek(capture, 0, os.SEEK_CUR)
-            text = os.pread(capture, min(size, 64 * 1024), 0).decode("utf-8", "replace")
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _decoder_says(lines: list[str]) -> str:
     """The decoders' first error (else first warning), cut to one short line."""
     errors = [line for line in lines if "error" in line.lower()]
@@ -159,12 +109,16 @@ def _decoder_says(lines: list[str]) -> str:
 
 
 def _imdecode(data: bytes, fmt: str) -> np.ndarray:
-    """Decode with OpenCV, its log and the decoders' stderr silenced; raise ``InvalidImage``."""
+    """Decode with OpenCV, its log and the decoders' stderr silenced; raise ``InvalidImage``.
+
+    libpng and libjpeg report problems by printing to fd 2, below OpenCV's own logging, so
+    silencing OpenCV's log level does not reach them: their lines are captured for the error.
+    """
     previous = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    printed: list[str] = []
+    printed = NativeStderr()
     try:
-        with _decoder_stderr() as printed:
+        with native_stderr(max_bytes=_DECODER_OUTPUT_LIMIT) as printed:
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "MAX_IMAGE_PIXELS" in str(exc):
@@ -174,7 +128,7 @@ def _imdecode(data: bytes, fmt: str) -> np.ndarray:
         pixels = None
     finally:
         cv2.utils.logging.setLogLevel(previous)
-    said = _decoder_says(printed)
+    said = _decoder_says([line.strip() for line in printed.text.splitlines() if line.strip()])
     if pixels is None:
         reason = f"{fmt} decoder: {said}" if said else f"OpenCV cannot decode this {fmt}"
         raise InvalidImage(f"corrupt or truncated image data ({reason})")

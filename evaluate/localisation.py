@@ -97,7 +97,7 @@ def _mean(values: Sequence) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
-# The means below read per-tile outcomes (``evaluate_bundle.TileOutcome``): ``true``, ``correct``,
+# The means below read per-tile outcomes (``scoring.TileOutcome``): ``true``, ``correct``,
 # ``lesion_area_share``, ``pointing_hit``, ``energy_share``, ``deletion_drop``, ``random_drop``.
 def localisation_stats(outcomes: Sequence) -> dict:
     """Pointing game and energy share over outcomes with a mask; chance = the lesion's area share.

@@ -9,13 +9,13 @@ everything else through after the block, and replays all of it, unfiltered, when
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from edgehisto.bundle.native_stderr import NativeStderr, native_stderr
 
 # Lines on fd 2 that carry no information for a user (each seen in a real export log).
 CHATTER = (
@@ -41,8 +41,8 @@ def drop_chatter(text: str) -> str:
 def quiet_converter() -> Iterator[None]:
     """Silence converter chatter in the block: Keras export dumps, known fd-2 lines, one TFLite warning.
 
-    Output on fd 2 is held in a temporary file while the block runs, so it appears after the
-    block rather than as it happens; a block that raises gets all of it back, chatter included.
+    Output on fd 2 is held (``bundle.native_stderr``) while the block runs, so it appears after
+    the block rather than as it happens; a block that raises gets all of it back, chatter included.
     """
     import keras
 
@@ -50,27 +50,17 @@ def quiet_converter() -> Iterator[None]:
     # With interactive logging off, Keras sends its export summaries (the TensorSpec dumps) to
     # absl's INFO level, which is not shown; Keras's own warnings still reach the user.
     keras.config.disable_interactive_logging()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = True
+    sys.stdout.flush()  # what was printed before the block stays before what the block held
+    held, failed = NativeStderr(), True
     try:
-        with tempfile.TemporaryFile() as held, warnings.catch_warnings():
+        with native_stderr() as held, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_INPUT_STATS_WARNING)
-            os.dup2(held.fileno(), 2)
-            try:
-                yield
-                failed = False
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                held.seek(0)
-                text = held.read().decode("utf-8", errors="replace")
-                shown = text if failed else drop_chatter(text)
-                if shown:
-                    sys.stderr.write(shown)
-                    sys.stderr.flush()
+            yield
+            failed = False
     finally:
-        os.close(saved)
+        shown = held.text if failed else drop_chatter(held.text)
+        if shown:
+            sys.stderr.write(shown)
+            sys.stderr.flush()
         if interactive:
             keras.config.enable_interactive_logging()

@@ -143,8 +143,8 @@ def _routed_gates(report: ParityReport, task, bundle: Bundle, runtimes: dict, x:
 def _tflite_gates(report: ParityReport, bundle: Bundle, stage, x: np.ndarray, reference: np.ndarray,
                   labels: np.ndarray, thresholds: Thresholds) -> None:
     """The same fp32 and int8 gates for the LiteRT (TFLite) files of a stage."""
+    from edgehisto.bundle.litert import LiteRTModel, probabilities
     from edgehisto.export.converter_output import quiet_converter
-    from edgehisto.runtime.litert import LiteRTModel, probabilities
 
     with quiet_converter():  # the interpreter announces its XNNPACK delegate on fd 2
         models = {p: LiteRTModel(bundle.file(stage.files[f"tflite_{p}"]), output=stage.tflite_output)

@@ -54,8 +54,7 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
     options, cpu = MapOptions(precision, stride, tissue_threshold), cpu_kind()
     if len(sources) == 1:
         with progress_reporter() as report:
-            result = map_to_folder(sources[0], classifier, out_dir, options, cpu,
-                                   progress=lambda done, total: report(done, total, "tiles"))
+            result = map_to_folder(sources[0], classifier, out_dir, options, cpu, progress=report)
         _report(result, tissue_threshold)
         if not result.complete:
             raise click.exceptions.Exit(1)

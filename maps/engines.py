@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
 from edgehisto.maps.outputs import geojson, map_image, summary, tile_table
 from edgehisto.maps.run import map_slide
@@ -58,7 +59,7 @@ def subfolder(source: Path) -> str:
 
 
 def map_to_folder(source: Path, classifier: Classifier, out_dir: Path, options: MapOptions, cpu: str,
-                  progress: Callable[[int, int], None] | None = None) -> MapResult:
+                  progress: Progress = no_progress) -> MapResult:
     """Map ``source`` and write its four outputs into ``out_dir``.
 
     Raises:
@@ -111,7 +112,7 @@ def write_slides_table(results: Sequence[MapResult], path: Path) -> Path:
 
 
 def _map_or_record(source: Path, classifier: Classifier, out_dir: Path, options: MapOptions, cpu: str,
-                   progress: Callable[[int, int], None] | None = None) -> MapResult:
+                   progress: Progress = no_progress) -> MapResult:
     try:
         return map_to_folder(source, classifier, out_dir, options, cpu, progress)
     except (EdgehistoError, OSError) as error:  # recorded and named; the other sources carry on
@@ -119,12 +120,13 @@ def _map_or_record(source: Path, classifier: Classifier, out_dir: Path, options:
 
 
 def map_local(sources: Sequence[Path], classifier: Classifier, out_dir: Path, options: MapOptions, cpu: str,
-              progress: Callable[[int, int, str], None] | None = None) -> list[MapResult]:
+              progress: Progress = no_progress) -> list[MapResult]:
     """Map every source in this process, one after another, each into its own subfolder of ``out_dir``."""
     results = []
     for source in sources:
-        report = (lambda done, total, name=Path(source).name: progress(done, total, f"{name} tiles")) \
-            if progress else None
+        def report(done: int, total: int, label: str, name: str = Path(source).name) -> None:
+            progress(done, total, f"{name} {label}")
+
         results.append(_map_or_record(Path(source), classifier, out_dir / subfolder(source), options, cpu, report))
     return results
 
@@ -150,7 +152,7 @@ class _RayMapper:
 
 def map_ray(sources: Sequence[Path], classifier: Classifier, out_dir: Path, options: MapOptions, cpu: str,
             workers: int, address: str | None = None, threads: int = 1,
-            progress: Callable[[int, int, str], None] | None = None) -> list[MapResult]:
+            progress: Progress = no_progress) -> list[MapResult]:
     """Map the sources on a pool of ``workers`` Ray actors (a source per call), results in source order.
 
     Every worker checks that its copy of the bundle is the driver's (manifest sha256); the sources and
@@ -170,8 +172,7 @@ def map_ray(sources: Sequence[Path], classifier: Classifier, out_dir: Path, opti
         by_source: dict[str, MapResult] = {}
         for done, result in enumerate(pool.map_unordered(lambda a, job: a.map.remote(*job), jobs), start=1):
             by_source[result.source] = result
-            if progress:
-                progress(done, len(jobs), "sources")
+            progress(done, len(jobs), "sources")
     return [_with_source(by_source[job[0]], source) for job, source in zip(jobs, sources, strict=True)]
 
 

@@ -4,7 +4,6 @@ screen-sized thumbnail are kept, never a full-resolution mosaic."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from edgehisto.bundle.images import decode_rgb
 from edgehisto.bundle.outputs import probability_column
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.maps.sources import Layout, MapSourceError, image_layout, patch_layout
 from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.inputs import read_tile_file
@@ -51,7 +51,7 @@ class SlideMap:
 
 
 def map_slide(source: Path, classifier: Classifier, stride: int | None = None, tissue_threshold: float = 0.5,
-              progress: Callable[[int, int], None] | None = None) -> SlideMap:
+              progress: Progress = no_progress) -> SlideMap:
     """Lay out ``source`` (a patch folder or one large image) and classify every tissue tile.
 
     Raises:
@@ -90,7 +90,7 @@ def _image_layout(data: bytes, classifier: Classifier, stride: int | None, tissu
 
 
 def _classify_layout(source: str, layout: Layout, classifier: Classifier, started: float,
-                     progress: Callable[[int, int], None] | None = None) -> SlideMap:
+                     progress: Progress = no_progress) -> SlideMap:
     stage = classifier.stages[classifier.bundle.entry_stage]
     names = list(stage.class_names)
     scale = min(1.0, MAP_SIDE / max(layout.width, layout.height))
@@ -100,8 +100,7 @@ def _classify_layout(source: str, layout: Layout, classifier: Classifier, starte
         result.thumbnail = cv2.resize(layout.image, result.thumbnail.shape[1::-1], interpolation=cv2.INTER_AREA)
     for start in range(0, len(layout.tiles), BATCH):
         _classify_batch(classifier, layout, layout.tiles[start:start + BATCH], result)
-        if progress is not None:
-            progress(min(start + BATCH, len(layout.tiles)), len(layout.tiles))
+        progress(min(start + BATCH, len(layout.tiles)), len(layout.tiles), "tiles")
     layout.image = None
     result.seconds = time.perf_counter() - started
     return result

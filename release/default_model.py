@@ -42,7 +42,7 @@ class InstalledDefault:
 
 def int8_latency_ms(bundle_dir: Path, repeats: int = 100) -> float:
     """Median batch-1 int8 classify latency of a bundle (backbone + head), one thread."""
-    from edgehisto.runtime.timing import latency_ms
+    from edgehisto.bench.timing import latency_ms
 
     clf = Classifier(bundle_dir, precision="int8", threads=1, allow_failed_parity=True)
     stage = clf.stages[clf.bundle.entry_stage]

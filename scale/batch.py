@@ -20,12 +20,13 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgehisto.bundle.manifest import Bundle, load_bundle
 from edgehisto.bundle.outputs import probability_column
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import BundleMismatch, EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
 
@@ -199,7 +200,7 @@ class BatchSummary:
 
 
 def run_local(job: BatchPlan, out_dir: Path, precision: str, gradcam_dir: Path | None = None,
-              threads: int | None = None, progress: Callable[[int, int], None] | None = None) -> BatchSummary:
+              threads: int | None = None, progress: Progress = no_progress) -> BatchSummary:
     """Classify in this process, writing a part every ``PART_ROWS`` rows."""
     from edgehisto.runtime.classifier import Classifier
 
@@ -214,8 +215,7 @@ def run_local(job: BatchPlan, out_dir: Path, precision: str, gradcam_dir: Path |
             write_part(rows, out_dir, job.columns)
         written += len(rows)
         failed += sum(1 for r in rows if r["error"])
-        if progress:
-            progress(min(start + PART_ROWS, len(job.inputs)), len(job.inputs))
+        progress(min(start + PART_ROWS, len(job.inputs)), len(job.inputs), "inputs")
     return BatchSummary(len(job.inputs), len(job.inputs) - written, written, failed,
                         time.perf_counter() - started, "local", 1)
 

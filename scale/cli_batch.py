@@ -50,8 +50,7 @@ def batch(sources: tuple[str, ...], out_dir: Path, engine: str, model: str | Non
         summary = run_ray(job, out_dir, precision, workers, address=address, gradcam_dir=gradcam_dir)
     else:
         with progress_reporter() as report:  # a bar on a terminal, not a line per 256-row part
-            summary = run_local(job, out_dir, precision, gradcam_dir=gradcam_dir,
-                                progress=lambda done, total: report(done, total, "inputs"))
+            summary = run_local(job, out_dir, precision, gradcam_dir=gradcam_dir, progress=report)
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     click.echo(f"{summary.written} rows written ({summary.failed} with an error), {summary.skipped} skipped as "
                f"already done, in {summary.seconds:.1f} s ({rate:.1f} inputs/s, {summary.engine}, "

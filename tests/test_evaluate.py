@@ -25,11 +25,9 @@ from edgehisto.bundle.preprocess import PreprocessSpec
 from edgehisto.datasets.labelled import even_subsample
 from edgehisto.errors import EdgehistoError
 from edgehisto.evaluate import localisation as loc
-from edgehisto.evaluate.evaluate_bundle import (
-    TileOutcome,
-    bundle_tiles,
-    evaluate_bundle,
-)
+from edgehisto.evaluate.evaluate_bundle import evaluate_bundle
+from edgehisto.evaluate.labelled_tiles import bundle_tiles
+from edgehisto.evaluate.scoring import TileOutcome
 
 LIMIT = 60
 needs_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,

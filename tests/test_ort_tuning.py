@@ -131,7 +131,7 @@ def test_a_speedup_that_does_not_win_most_rounds_is_called_noise():
 
 
 def test_interleaved_rounds_time_every_call_in_turn():
-    from edgehisto.runtime.timing import interleaved
+    from edgehisto.bench.timing import interleaved
 
     order = []
     stats = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=4, burst=2)

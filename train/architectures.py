@@ -66,7 +66,6 @@ def build_idc_cnn(input_size: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="idc_cnn")
 
 
-DENSENET_BLOCKS = {"densenet121": [6, 12, 24, 16]}
 KERAS_CACHE_NOTOP = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from edgehisto.bundle.preprocess import PreprocessSpec, load_resized
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
 from edgehisto.train.augment import (
     breakhis_augmenter,
@@ -34,7 +35,7 @@ def load_tiles(
     relpaths: Sequence[str],
     labels: Sequence[int],
     spec: PreprocessSpec,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
 ) -> TileArrays:
     """Decode, pad and resize tiles exactly as the runtime will (``load_resized``)."""
     images, kept, kept_labels, failures = [], [], [], []
@@ -46,8 +47,8 @@ def load_tiles(
         else:
             kept.append(relpath)
             kept_labels.append(int(label))
-        if progress and (index + 1) % 500 == 0:
-            progress(index + 1, len(relpaths))
+        if (index + 1) % 500 == 0 or index + 1 == len(relpaths):  # a loop ends at done == total
+            progress(index + 1, len(relpaths), "tiles")
     shape = (0, *spec.input_size, 3)
     stacked = np.stack(images) if images else np.zeros(shape, np.uint8)
     return TileArrays(stacked, np.asarray(kept_labels, np.int64), kept, failures)

@@ -2,7 +2,8 @@
 
 ``tf.lite.Interpreter`` is deprecated; this module imports no TensorFlow. Outputs are read by
 name through the model's serving signature, so one multi-output file (the multitask model) can
-serve several stages.
+serve several stages. It lives with the contract because export's parity gates and bench both run
+a bundle's TFLite files and neither room may import the other; the runtime never runs them.
 """
 
 from __future__ import annotations
