@@ -21,7 +21,7 @@ class Thresholds:
     int8_max_accuracy_drop: float = 0.01
     gradcam_min_pearson: float = 0.99
     # int8 maps come from int8 activations, so they only approximate the fp32 map. Measured on the
-    # embedded default (positive-class maps, 7-bit weights): mean r 0.998, min 0.996 over 64 maps.
+    # embedded default (positive-class maps, 7-bit U8S8 weights): mean r 0.998, min 0.996 over 64 maps.
     gradcam_int8_min_mean_pearson: float = 0.95
 
     def to_dict(self) -> dict:
