@@ -110,9 +110,9 @@ def shipped_bytes(bundle_dir: Path) -> int:
 def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
     """Val and test figures (int8) of each (run, bundle) candidate, the choice first.
 
-    A candidate is eligible when its shipped files (fp32 and int8) fit ``MAX_BUNDLE_BYTES``; among
-    the eligible, the best val binary balanced accuracy wins, then val routed accuracy. The test
-    figures are reported, never used to choose.
+    A candidate is eligible when it passed its export parity gates and its shipped files (fp32 and
+    int8) fit ``MAX_BUNDLE_BYTES``; among the eligible, the best val binary balanced accuracy wins,
+    then val routed accuracy. The test figures are reported, never used to choose.
     """
     rows = []
     for run_dir, bundle_dir in candidates:
@@ -126,9 +126,10 @@ def compare(candidates: list[tuple[Path, Path]], data_dir: Path) -> list[dict]:
                      "val_routed_accuracy": val["image"]["routed"]["accuracy"],
                      "test_binary_balanced_accuracy": test["image"]["binary"]["balanced_accuracy"],
                      "test_routed_accuracy": test["image"]["routed"]["accuracy"],
-                     "shipped_mb": round(size / 1e6, 1), "fits": size <= MAX_BUNDLE_BYTES})
-    return sorted(rows, key=lambda r: (not r["fits"], -round(r["val_binary_balanced_accuracy"] or 0.0, 3),
-                                       -r["val_routed_accuracy"]))
+                     "shipped_mb": round(size / 1e6, 1), "fits": size <= MAX_BUNDLE_BYTES,
+                     "parity_passed": bool(load_bundle(bundle_dir).parity_passed)})
+    return sorted(rows, key=lambda r: (not r["parity_passed"], not r["fits"],
+                                       -round(r["val_binary_balanced_accuracy"] or 0.0, 3), -r["val_routed_accuracy"]))
 
 
 def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Path, ...] = (),
@@ -144,6 +145,9 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Pa
         raise ExportError("no candidate RUN_DIR:BUNDLE_DIR pairs")
     rows = compare(candidates, data_dir)
     best = rows[0]
+    if not best["parity_passed"]:
+        raise ExportError("no candidate passed its export parity gates (see each bundle's parity.json); "
+                          "nothing was installed")
     if not best["fits"]:
         raise ExportError(f"no candidate fits the {MAX_BUNDLE_BYTES / 1e6:.0f} MB budget with fp32 and int8 "
                           f"(smallest: {min(r['shipped_mb'] for r in rows)} MB)")
