@@ -218,15 +218,16 @@ def _cv_lines(records: dict[str, dict]) -> list[str]:
              f"Binary stage, every slide held out once, {cfg['epochs']} epochs at Adam {cfg['learning_rate']} "
              "(fixed: no held-out data steers training), one run per fold and recipe; the same folds for every "
              "recipe. Mean ± sd over folds; the slide level is the majority vote of a slide's fields.", "",
-             "| recipe (backbone start) | class weights | stain jitter | colour normalisation | image balanced acc "
-             "| sensitivity | specificity | slide balanced acc |", "|---|---|---|---|---|---|---|---|"]
+             "| recipe (backbone start) | class weights | stain jitter | colour normalisation | folds run "
+             "| image balanced acc | sensitivity | specificity | slide balanced acc |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, record in records.items():
         c = record["config"]
         for start, levels in record["summary"].items():
             image, patient = levels["image"], levels["patient"]
             lines.append(f"| {name} ({start}) | {'on' if c.get('class_weights') else 'off'} | "
                          f"{'on' if c.get('stain_augment') else 'off'} | "
-                         f"{'on' if c.get('colour_normalise') else 'off'} | "
+                         f"{'on' if c.get('colour_normalise') else 'off'} | {image.get('folds', '?')} | "
                          f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
                          f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
                          f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
