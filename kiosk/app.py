@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -116,37 +117,41 @@ def create_app(settings: KioskSettings, kiosk: Kiosk | None = None) -> FastAPI:
             name = display_name(raw_name)
         return name, body
 
-    @app.post("/api/classify")
-    async def classify(request: Request):
+    async def processed(request: Request, work: Callable[[str, bytes], dict]) -> tuple[bytes, dict] | JSONResponse:
+        """The upload's bytes and what ``work(name, bytes)`` made of them on a worker thread, or the refusal."""
         upload = await received(request)
         if isinstance(upload, JSONResponse):
             return upload
         name, body = upload
         try:
-            entry = await admission.run(lambda: run_in_threadpool(kiosk.classify, name, body, "upload"))
+            return body, await admission.run(lambda: run_in_threadpool(work, name, body))
         except Busy:
             return busy()
+
+    def unreadable(body: bytes) -> int:
+        """415 for bytes of no image format known, 422 for an image that could not be used."""
+        return 415 if sniff_format(body) is None else 422
+
+    @app.post("/api/classify")
+    async def classify(request: Request):
+        done = await processed(request, lambda name, body: kiosk.classify(name, body, "upload"))
+        if isinstance(done, JSONResponse):
+            return done
+        body, entry = done
         if "error" in entry["record"]:
-            status = 415 if sniff_format(body) is None else 422
-            return JSONResponse({"error": entry["record"]["error"], "record": entry["record"]}, status)
+            return JSONResponse({"error": entry["record"]["error"], "record": entry["record"]}, unreadable(body))
         return kiosk.remember(entry)
 
     @app.post("/api/map")
     async def map_region(request: Request):
         from edgehisto.kiosk.map_view import map_upload
 
-        upload = await received(request)
-        if isinstance(upload, JSONResponse):
-            return upload
-        name, body = upload
-        try:
-            mapped = await admission.run(lambda: run_in_threadpool(
-                map_upload, kiosk.classifier, name, body, kiosk.verification["cpu"]))
-        except Busy:
-            return busy()
-        if "error" in mapped:
-            return JSONResponse(mapped, 415 if sniff_format(body) is None else 422)
-        return mapped
+        done = await processed(request, lambda name, body: map_upload(kiosk.classifier, name, body,
+                                                                      kiosk.verification["cpu"]))
+        if isinstance(done, JSONResponse):
+            return done
+        body, mapped = done
+        return JSONResponse(mapped, unreadable(body)) if "error" in mapped else mapped
 
     # The ring is read and written on the event loop only: these routes are async on purpose.
     @app.get("/api/latest")
