@@ -88,7 +88,8 @@ def render(card: dict) -> str:
     lines += _probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",
               f"{card['shipped_mb']} MB: {len(card['onnx_files'])} ONNX files ({', '.join(card['onnx_files'])}): "
-              "the backbone in fp32 and int8 (QDQ, per-channel, the settings in the manifest's quantization), the head and the exact Grad-CAM "
+              "the backbone in fp32 and int8 (QDQ, per-channel, the settings in the manifest's quantization), "
+              "the head and the exact Grad-CAM "
               "gradient graph of each stage; a synthetic golden set for `edgehisto verify`; this card and its "
               "confusion matrices. Both precisions ship so that `verify` checks fp32 against the Keras "
               "reference's outputs and int8 against the exporting machine's, on the device. The Keras reference "
