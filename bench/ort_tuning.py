@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bench.config import no_progress
 from edgehisto.bench.machine import machine_info
-from edgehisto.bench.run import no_progress
 from edgehisto.bench.timing import interleaved
 from edgehisto.bench.verdicts import CONSISTENT_ROUNDS, NOISE_RATIO
 from edgehisto.bundle.litert import probabilities

@@ -71,7 +71,7 @@ def gemm_peak(kind: str, size: int = GEMM_SIZE, repeats: int = 20, threads: int 
     """Attainable GEMM operations per second (2 per multiply-add) of one precision on this machine.
 
     Returns {"kind", "m", "k", "n", "threads", "median_ms", "ops_per_s", "gops"} from the median repeat.
-    Fractions of this peak are best taken from calls timed in the same rounds (``bench.run``).
+    Fractions of this peak are best taken from calls timed in the same rounds (``bench.stage``).
     """
     call, ops = gemm_call(kind, size, threads)
     timing = latency_ms(call, repeats)

@@ -15,6 +15,7 @@ import re
 from functools import partial
 from pathlib import Path
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.breakhis_dataset import (
     DEFAULT_SPLIT_KEY,
     BreakhisDataset,
@@ -40,7 +41,7 @@ from edgehisto.datasets.breakhis_names import (
     tile_relpath,
 )
 from edgehisto.datasets.files import image_size, png_size
-from edgehisto.datasets.tile_scan import Progress, match_tile_name, scan_tiles
+from edgehisto.datasets.tile_scan import match_tile_name, scan_tiles
 from edgehisto.errors import DatasetLayoutError
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SplitKey", "find_breast_dir", "looks_like_breakhis", "scan_breakhis", "split_groups", "tile_relpath",
 ]
 
+PROGRESS_LABEL = "BreaKHis images"  # what a scan reports its progress in
 # where the `breast` folder may sit below the root the user gives
 _BREAST_UNDER = ("", "breast", "histology_slides/breast", "BreaKHis_v1/histology_slides/breast")
 
@@ -81,7 +83,7 @@ def scan_breakhis(
     *,
     read_sizes: bool = True,
     magnifications: set[int] | None = None,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> BreakhisDataset:
     """Read a BreaKHis tree into tiles and problems, in a deterministic (sorted) order.
 
@@ -90,7 +92,8 @@ def scan_breakhis(
         read_sizes: read each image's size from its PNG header (decoding it fully only when
             the header or trailer looks wrong); False skips opening images at all.
         magnifications: keep only tiles (and masks) at these magnifications; None keeps all.
-        progress: called as ``progress(done, total)`` after each candidate tile.
+        progress: called as ``progress(done, total, PROGRESS_LABEL)`` after each candidate tile
+            (each listed field of a manifest-listed folder), a loop per root.
 
     A root without a ``breast`` folder may be a manifest-listed folder (``manifest.csv`` with a
     ``slide`` column) or a folder of several roots of either kind (``breakhis_roots``).
@@ -117,7 +120,7 @@ def scan_breakhis(
         BreakhisDataset(root=root), breast, partial(_check, breast), partial(_read_tile, root, read_sizes=read_sizes),
         nothing_found=f"no BreaKHis images ({FOLDER_GRAMMAR}{TILE_GRAMMAR}) found in {breast}",
         keep=lambda match: int(match["mag"]) in kept,
-        progress=progress,
+        progress=progress, progress_label=PROGRESS_LABEL,
     )
 
 

@@ -18,7 +18,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from edgehisto.datasets.breakhis import find_breast_dir
+from edgehisto.bundle.progress import Progress, no_progress
+from edgehisto.datasets.breakhis import PROGRESS_LABEL, find_breast_dir
 from edgehisto.datasets.breakhis_dataset import BreakhisDataset, BreakhisTile
 from edgehisto.datasets.breakhis_names import (
     BINARY_CLASSES,
@@ -29,7 +30,6 @@ from edgehisto.datasets.breakhis_names import (
     SUBTYPE_NAMES,
 )
 from edgehisto.datasets.files import FileProblem, png_size
-from edgehisto.datasets.tile_scan import Progress
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("relpath", "label", "tumor_subtype", "patient_folder", "slide", "magnification")
@@ -76,7 +76,7 @@ def squashed(width: int | None, height: int | None) -> bool:
 
 
 def scan_roots(root: Path, *, read_sizes: bool = True, magnifications: set[int] | None = None,
-               progress: Progress | None = None) -> BreakhisDataset | None:
+               progress: Progress = no_progress) -> BreakhisDataset | None:
     """Read a manifest-listed folder or a folder of roots; None if root is neither."""
     from edgehisto.datasets.breakhis import scan_breakhis
 
@@ -102,7 +102,7 @@ def scan_roots(root: Path, *, read_sizes: bool = True, magnifications: set[int] 
 
 
 def _scan_manifest(root: Path, read_sizes: bool, magnifications: set[int] | None,
-                   progress: Progress | None) -> BreakhisDataset:
+                   progress: Progress) -> BreakhisDataset:
     with open(root / MANIFEST, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     dataset = BreakhisDataset(root=root)
@@ -110,8 +110,7 @@ def _scan_manifest(root: Path, read_sizes: bool, magnifications: set[int] | None
         tile = _manifest_tile(root, row, read_sizes, dataset.problems)
         if tile is not None and (magnifications is None or tile.magnification in magnifications):
             dataset.tiles.append(tile)
-        if progress is not None:
-            progress(done, len(rows))
+        progress(done, len(rows), PROGRESS_LABEL)
     return dataset
 
 

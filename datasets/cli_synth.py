@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import click
-
-
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A stderr progress bar, yielded as the library's ``progress(done, total)`` callback."""
-    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
-        shown = 0
-
-        def advance(done: int, _total: int) -> None:
-            nonlocal shown  # the library reports totals, the bar wants steps
-            bar.update(done - shown)
-            shown = done
-
-        yield advance
 
 
 def _dataset_options(layout: str, items: str) -> Callable:
@@ -63,12 +48,13 @@ def idc(out_dir: Path, n: int, seed: int, patients: int, positive_fraction: floa
     Positive tiles also get a PATIENT_idx5_xX_yY_class1_mask.png lesion mask.
     """
     # imported here so that `edgehisto --help` does not pay for OpenCV
+    from edgehisto.cli_progress import progress_reporter
     from edgehisto.datasets.synth_idc import synthesize_idc
 
-    with _progress(n, "synthesizing IDC tiles") as advance:
+    with progress_reporter() as progress:
         summary = synthesize_idc(
             out_dir, n, seed=seed, n_patients=patients,
-            positive_fraction=positive_fraction, progress=advance,
+            positive_fraction=positive_fraction, progress=progress,
         )
     click.echo(
         f"wrote {summary.n_tiles} tiles ({summary.n_positive} positive, "
@@ -93,11 +79,12 @@ def breakhis(out_dir: Path, n: int, seed: int, patients_per_subtype: int) -> Non
     Malignant images also get a <stem>_mask.png lesion mask.
     """
     # imported here so that `edgehisto --help` does not pay for OpenCV
+    from edgehisto.cli_progress import progress_reporter
     from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
-    with _progress(n, "synthesizing BreaKHis images") as advance:
+    with progress_reporter() as progress:
         summary = synthesize_breakhis(
-            out_dir, n, seed=seed, n_patients_per_subtype=patients_per_subtype, progress=advance
+            out_dir, n, seed=seed, n_patients_per_subtype=patients_per_subtype, progress=progress
         )
     counts = summary.binary_counts
     click.echo(

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.files import image_size
-from edgehisto.datasets.tile_scan import Progress, TileDataset, match_tile_name, scan_tiles, tile_column
+from edgehisto.datasets.tile_scan import TileDataset, match_tile_name, scan_tiles, tile_column
 from edgehisto.errors import DatasetLayoutError
 
 TILE_SIZE = 50
@@ -82,10 +83,10 @@ class IdcDataset(TileDataset[IdcTile]):
         return dict(sorted(counts.items()))
 
 
-def scan_idc(root: Path, *, progress: Progress | None = None) -> IdcDataset:
+def scan_idc(root: Path, *, progress: Progress = no_progress) -> IdcDataset:
     """Read an IDC directory tree into tiles and problems, in a deterministic (sorted) order.
 
-    ``progress(done, total)`` is called after each candidate tile is read, if given.
+    ``progress(done, total, "IDC tiles")`` is called after each candidate tile is read.
     Raises ``DatasetLayoutError`` if the root is missing or holds no usable IDC tile.
     """
     root = Path(root)
@@ -93,7 +94,8 @@ def scan_idc(root: Path, *, progress: Progress | None = None) -> IdcDataset:
         raise DatasetLayoutError(f"IDC data directory not found: {root}")
     return scan_tiles(
         IdcDataset(root=root), root, partial(_check, root), partial(_read_tile, root),
-        nothing_found=f"no IDC tiles ({TILE_GRAMMAR}) found in {root}", progress=progress,
+        nothing_found=f"no IDC tiles ({TILE_GRAMMAR}) found in {root}",
+        progress=progress, progress_label="IDC tiles",
     )
 
 

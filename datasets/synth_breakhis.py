@@ -11,7 +11,6 @@ field. Images are painted at half resolution as stain maps and enlarged once, wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +18,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.breakhis_names import (
     ALL_SUBTYPES,
     BENIGN_SUBTYPES,
@@ -169,7 +169,7 @@ def synthesize_breakhis(
     n: int,
     seed: int = 0,
     n_patients_per_subtype: int = 2,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
 ) -> BreakhisSynthSummary:
     """Write n synthetic images under ``out_dir/BreaKHis_v1/histology_slides/breast``.
 
@@ -192,7 +192,7 @@ def synthesize_breakhis(
                                             stain_gains=gains[spec.slide])
         return tile_relpath(*spec), image, mask
 
-    write_planned(out_dir, seed, plan, render, progress)
+    write_planned(out_dir, seed, plan, render, progress, "synthesizing BreaKHis images")
     subtypes = Counter(spec.subtype for spec in plan)
     malignant = sum(subtypes[code] for code in ALL_SUBTYPES if code not in BENIGN_SUBTYPES)
     magnifications = Counter(spec.magnification for spec in plan)

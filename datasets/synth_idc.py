@@ -9,7 +9,6 @@ per-channel colour statistics alone reach about 0.8 balanced accuracy on patient
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.idc import TILE_SIZE
 from edgehisto.datasets.synth_he import EOSIN, HAEMATOXYLIN, points_in, punch_fat
 from edgehisto.datasets.synth_output import refuse_used_folder, write_planned
@@ -308,7 +308,7 @@ def synthesize_idc(
     n_patients: int = 8,
     positive_fraction: float = 0.4,
     undersized_fraction: float = 0.01,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
 ) -> SynthSummary:
     """Write n synthetic IDC tiles, with lesion masks for positives, in the real layout."""
     out_dir = Path(out_dir)
@@ -327,7 +327,7 @@ def synthesize_idc(
             tile, mask = _crop_edge(tile_rng, tile, mask)
         return spec.relpath, tile, mask
 
-    write_planned(out_dir, seed, plan, render, progress)
+    write_planned(out_dir, seed, plan, render, progress, "synthesizing IDC tiles")
     n_positive = sum(spec.positive for spec in plan)
     return SynthSummary(out_dir, n, n_positive, n - n_positive, n_positive,
                         sum(spec.undersized for spec in plan), patients)

@@ -14,6 +14,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import DatasetLayoutError
 
 SpecT = TypeVar("SpecT")
@@ -30,22 +31,23 @@ def write_planned(
     seed: int,
     plan: Sequence[SpecT],
     render: Callable[[np.random.Generator, SpecT], tuple[str, np.ndarray, np.ndarray | None]],
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
+    progress_label: str = "images",
 ) -> None:
     """Render every planned image and write it, with its ``<stem>_mask.png`` when it has a mask.
 
     Args:
         render: ``render(rng, spec)`` for each spec of the plan, with the image's own stream:
             (relpath below out_dir, RGB uint8 image, 0/255 lesion mask or None).
-        progress: called as ``progress(done, total)`` about a hundred times, and at the end.
+        progress: called as ``progress(done, total, progress_label)`` about a hundred times, and at the end.
     """
     total = len(plan)
     every = max(1, total // 100)
     for index, spec in enumerate(plan):
         relpath, image, mask = render(np.random.default_rng([seed, index]), spec)
         _write(out_dir / relpath, image, mask)
-        if progress is not None and ((index + 1) % every == 0 or index + 1 == total):
-            progress(index + 1, total)
+        if (index + 1) % every == 0 or index + 1 == total:
+            progress(index + 1, total, progress_label)
 
 
 def _write(path: Path, image: np.ndarray, mask: np.ndarray | None) -> None:

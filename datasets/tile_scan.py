@@ -16,10 +16,10 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.datasets.files import FileProblem, is_metadata, quiet_opencv, walk_files
 from edgehisto.errors import DatasetLayoutError
 
-Progress = Callable[[int, int], None]
 TileT = TypeVar("TileT")
 DatasetT = TypeVar("DatasetT", bound="TileDataset")
 _MASK_SUFFIX = "_mask.png"
@@ -73,7 +73,8 @@ def scan_tiles(
     *,
     nothing_found: str,
     keep: Callable[[re.Match], bool] | None = None,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
+    progress_label: str = "tiles",
 ) -> DatasetT:
     """Fill ``dataset`` from the files below ``folder``, in a deterministic (sorted) order.
 
@@ -83,7 +84,7 @@ def scan_tiles(
         read_tile: a candidate's tile, or the reason it is unreadable.
         nothing_found: the error's message when no tile is usable.
         keep: which well-formed tiles and masks to read (all when None); the rest are skipped.
-        progress: called as ``progress(done, total)`` after each candidate tile.
+        progress: called as ``progress(done, total, progress_label)`` after each candidate tile.
 
     Raises ``DatasetLayoutError`` if no tile is usable.
     """
@@ -108,8 +109,7 @@ def scan_tiles(
                 dataset.problems.append(FileProblem(path, tile))
             else:
                 dataset.tiles.append(tile)
-            if progress is not None:
-                progress(done, len(candidates))
+            progress(done, len(candidates), progress_label)
     _attach_masks(dataset, masks)
     dataset.problems.sort(key=lambda problem: problem.path)
     if not dataset.tiles:

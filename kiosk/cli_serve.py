@@ -49,7 +49,8 @@ def serve(model: str | None, precision: str, host: str, port: int, watch_dir: Pa
     """
     import uvicorn
 
-    from edgehisto.kiosk.app import Kiosk, KioskSettings, create_app
+    from edgehisto.kiosk.app import create_app
+    from edgehisto.kiosk.state import Kiosk, KioskSettings
 
     if not is_loopback(host):
         click.echo(f"warning: binding {host} exposes the kiosk (uploads, results, the model) to every machine "

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgehisto.bundle.manifest import PRECISIONS
+from edgehisto.scale.cli_ray_options import ray_pool_options
 
 
 @click.command("map")
@@ -25,11 +26,8 @@ from edgehisto.bundle.manifest import PRECISIONS
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Several sources: local maps them one after another in this process; ray maps them on a "
                    "Ray actor pool (the [scale] extra), a source per worker at a time, with the same outputs.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Ray actors (each loads the bundle once and uses one core).")
-@click.option("--address", default=None,
-              help="Ray cluster to join: 'auto' or ray://HOST:PORT (sources and --out on a shared path). "
-                   "Default: a local Ray instance.")
+@ray_pool_options("Ray cluster to join: 'auto' or ray://HOST:PORT (sources and --out on a shared path). "
+                  "Default: a local Ray instance.")
 def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precision: str, stride: int | None,
             tissue_threshold: float, engine: str, workers: int, address: str | None) -> None:
     """Map SOURCE...: a folder of one patient's coordinate-named IDC patches (PATIENT_idx5_xX_yY_classC.png),

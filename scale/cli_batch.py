@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgehisto.bundle.manifest import PRECISIONS
+from edgehisto.scale.cli_ray_options import ray_pool_options
 
 _SHOWN_ERRORS = 5
 
@@ -21,11 +22,8 @@ _SHOWN_ERRORS = 5
 @click.option("--precision", default="int8", show_default=True, type=click.Choice(PRECISIONS),
               help="int8 is the default here, for throughput on many files; classify defaults to fp32, the "
                    "reference numbers, for a single file.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Ray actors (each loads the bundle once and uses one core).")
-@click.option("--address", default=None,
-              help="Ray cluster to join: 'auto' (a `ray start` cluster on this node) or ray://HOST:PORT. "
-                   "Default: a local Ray instance.")
+@ray_pool_options("Ray cluster to join: 'auto' (a `ray start` cluster on this node) or ray://HOST:PORT. "
+                  "Default: a local Ray instance.")
 @click.option("--gradcam", "gradcam_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Also write each input's Grad-CAM panel and map under this directory (a shared path on a cluster).")
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False, path_type=Path),

@@ -97,7 +97,7 @@ def _result(exit_codes: list[int], keras_accuracy, int8_accuracy) -> dict:
 
 
 def test_a_crashed_cold_start_is_not_a_measurement_and_missing_accuracy_is_not_a_drop():
-    from edgehisto.bench.run import evaluate_targets
+    from edgehisto.bench.targets import evaluate_targets
 
     targets = {t["target"]: t for t in evaluate_targets(_result([2], None, 0.8), "AVX2")}
     cold = targets["cold `edgehisto classify image` (s, whole process)"]

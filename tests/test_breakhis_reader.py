@@ -216,7 +216,7 @@ def test_images_other_than_700x460_are_listed(tiny_breakhis: Path) -> None:
 
 def test_progress_is_reported_per_candidate_tile(tiny_breakhis: Path) -> None:
     calls: list[tuple[int, int]] = []
-    scan_breakhis(tiny_breakhis, progress=lambda done, total: calls.append((done, total)))
+    scan_breakhis(tiny_breakhis, progress=lambda done, total, _label: calls.append((done, total)))
     assert calls == [(i, 5) for i in range(1, 6)]
 
 

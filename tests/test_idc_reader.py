@@ -126,7 +126,7 @@ def test_unreadable_png_is_reported_not_fatal(tiny_idc: Path, content: bytes) ->
 
 def test_progress_is_reported_per_tile(tiny_idc: Path) -> None:
     calls: list[tuple[int, int]] = []
-    scan_idc(tiny_idc, progress=lambda done, total: calls.append((done, total)))
+    scan_idc(tiny_idc, progress=lambda done, total, _label: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
 

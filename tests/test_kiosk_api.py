@@ -17,8 +17,10 @@ pytest.importorskip("fastapi", reason="the [kiosk] extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from edgehisto.bundle.manifest import MANIFEST  # noqa: E402
-from edgehisto.kiosk.app import KioskSettings, create_app, display_name, multipart_file  # noqa: E402
+from edgehisto.kiosk.app import create_app  # noqa: E402
 from edgehisto.kiosk.guards import Admission, Busy  # noqa: E402
+from edgehisto.kiosk.state import KioskSettings  # noqa: E402
+from edgehisto.kiosk.uploads import display_name, multipart_file  # noqa: E402
 from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles  # noqa: E402
 from tests.test_exit_codes import run  # noqa: E402
 
@@ -163,7 +165,7 @@ def test_a_failed_on_device_check_shows_in_health_and_refuses_classification(fai
 
 
 def test_a_capture_swapped_for_a_link_is_refused_not_followed(tmp_path):
-    from edgehisto.kiosk.app import read_capture
+    from edgehisto.kiosk.watcher import read_capture
 
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the kiosk")

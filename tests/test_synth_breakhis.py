@@ -172,7 +172,7 @@ def test_subtypes_differ_in_what_they_show() -> None:
 
 def test_progress_is_reported_up_to_the_total(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
-    synthesize_breakhis(tmp_path / "out", 3, seed=0, progress=lambda *call: calls.append(call))
+    synthesize_breakhis(tmp_path / "out", 3, seed=0, progress=lambda done, total, _label: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
 

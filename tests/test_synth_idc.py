@@ -160,7 +160,7 @@ def test_render_returns_a_mask_only_for_a_positive_tile() -> None:
 
 def test_progress_is_reported_up_to_the_total(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
-    synthesize_idc(tmp_path / "out", 5, seed=0, progress=lambda *call: calls.append(call))
+    synthesize_idc(tmp_path / "out", 5, seed=0, progress=lambda done, total, _label: calls.append((done, total)))
     assert calls[-1] == (5, 5)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
