@@ -35,7 +35,8 @@ VARIANTS_FILE = "variants.json"
 QUANT_VARIANTS = {  # one factor at a time away from export's default (QDQ, U8U8, per-channel, MinMax)
     "QDQ U8U8 per-channel MinMax": {}, "U8S8 7-bit weights": {"weight_type": "QInt8", "reduce_range": True},
     "QOperator": {"format": "QOperator"}, "per-tensor": {"per_channel": False},
-    "activations QInt8 (S8S8)": {"activation_type": "QInt8"}, "Entropy calibration": {"calibration_method": "Entropy"},
+    "activations QInt8 (S8S8)": {"activation_type": "QInt8", "weight_type": "QInt8"},
+    "Entropy calibration": {"calibration_method": "Entropy"},
     "Percentile calibration": {"calibration_method": "Percentile"},
 }
 
