@@ -148,7 +148,8 @@ breakhis-cv: install $(BREAKHIS_PRETRAIN)/backbone.keras
 breakhis-model: install $(BREAKHIS_PRETRAIN)/backbone.keras
 	$(EH) train breakhis $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/multitask-idc --arch multitask --epochs 6 \
 		--patience 6 --seed 0 --weights $(BREAKHIS_PRETRAIN)/backbone.keras
-	$(EH) export $(BREAKHIS_RUNS)/multitask-idc --out $(BREAKHIS_RUNS)/multitask-idc-bundle --no-tflite
+	$(EH) export $(BREAKHIS_RUNS)/multitask-idc --out $(BREAKHIS_RUNS)/multitask-idc-bundle --no-tflite \
+		--quantize-ops Conv --fp32-after pool3_pool --calibration-images 512
 	$(EH) breakhis-model --data $(BREAKHIS_DATA) --pretrain $(BREAKHIS_PRETRAIN)/pretrain.json \
 		$(foreach cv,$(wildcard $(BREAKHIS_RUNS)/cv-*/cv.json),--cv $(cv)) \
 		$(BREAKHIS_RUNS)/multitask-idc:$(BREAKHIS_RUNS)/multitask-idc-bundle

@@ -33,7 +33,11 @@ from edgehisto.runtime.classifier import Classifier
 from edgehisto.runtime.registry import BREAKHIS_MODEL, MODELS_DIR
 
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
-MAX_BUNDLE_BYTES = 45_000_000  # the wheel stays under 60 MB with the IDC default beside it
+# The installed BreaKHis bundle's budget. It was 45 MB while int8 quantised every dense block; the
+# IDC-pretrained model's int8 passes its gates only with dense blocks 3 and 4 in fp32 (all quantised:
+# routed int8 agreement 0.61; block 4 alone in fp32: int8 Grad-CAM r 0.86-0.94, gate 0.95), which
+# makes its int8 file 24 MB instead of 8 MB. The wheel stays under 65 MB with the IDC default beside it.
+MAX_BUNDLE_BYTES = 60_000_000
 TARGET_BINARY_BALANCED_ACCURACY = 0.85
 GOLDEN_SYNTH_IMAGES, GOLDEN_SYNTH_SEED = 64, 0
 CLASSES = END_TO_END_CLASSES["breakhis"]
