@@ -35,13 +35,7 @@ endif
 # qemu-user and an arm64 Python once (cached in .cache/emulation) and fails loudly if it can't.
 # SKIP_EMULATION=1 skips the emulated leg on purpose (CI never sets it).
 EMULATED_CPUS ?= haswell nehalem cortex-a72 cortex-a76
-# Every embedded bundle natively (fp32 + int8), then int8 under QEMU on all four CPUs. KNOWN FAILURE,
-# not gated under emulation: the embedded BreaKHis bundle was exported before int8 left Mul/Add in
-# fp32 (docs/int8-portability.md), and its Keras weights are not in this checkout, so it cannot be
-# re-exported; as a Nehalem (SSE4.2) and as a Cortex-A72/A76 its int8 is off by 0.0014-0.0030 (limit
-# 1e-3, labels identical).
-# The retrained BreaKHis model that would replace it failed its int8 parity gates at export (see the
-# session notes), so it was not installed.
+# Every embedded bundle natively (fp32 + int8), then int8 under QEMU on all four CPUs, every one gated.
 EMBEDDED := $(patsubst runtime/models/%/manifest.json,%,$(wildcard runtime/models/*/manifest.json))
 verify-cpus: install
 	@for model in $(EMBEDDED); do $(EH) verify $$model || exit 1; done
@@ -50,7 +44,6 @@ ifeq ($(SKIP_EMULATION),1)
 else
 	.ci/emulated-cpus setup
 	@for cpu in $(EMULATED_CPUS); do for model in $(EMBEDDED); do \
-		case "$$model" in breakhis) echo "== $$model under $$cpu: known failure, not gated"; continue;; esac; \
 		echo "== verify $$model under QEMU: $$cpu"; \
 		.ci/emulated-cpus run $$cpu -- -m edgehisto verify $$model --precision int8 || exit 1; \
 	done; done
