@@ -54,7 +54,7 @@ IDC_DATA ?= ../shared/data/idc
 HAVE_IDC := $(firstword $(wildcard $(IDC_DATA)/*/1))
 BREAKHIS_DATA ?= ../shared/data/breakhis
 # The embedded BreaKHis model's held-out listing is relative to the root it was trained on.
-BREAKHIS_EVAL_DATA ?= ../shared/data/breakhis/real
+BREAKHIS_EVAL_DATA ?= $(BREAKHIS_DATA)
 HAVE_BREAKHIS := $(wildcard $(BREAKHIS_DATA)/real/BreaKHis_v1 $(BREAKHIS_DATA)/BreaKHis_v1)
 
 # The embedded models on real tissue, no training: 24 real IDC patches of the default model's test
