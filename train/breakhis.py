@@ -8,6 +8,7 @@ masked by the true binary label, so at inference the backbone runs once per tile
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -64,6 +65,16 @@ def breakhis_preprocess_spec(input_size: int, colour_normalise: bool = False) ->
         input_size=(input_size, input_size), scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         resize_method="area_exact", notes=notes, colour=colour,
     )
+
+
+def _portable_config(config: BreakhisConfig) -> dict:
+    """The config as run.json records it: a start's weight file by name and sha256, not by the machine
+    path it was read from (the record travels into the bundle's manifest)."""
+    record = asdict(config)
+    if config.weights not in (None, "imagenet"):
+        record["weights"] = Path(config.weights).name
+        record["weights_sha256"] = hashlib.sha256(Path(config.weights).read_bytes()).hexdigest()
+    return record
 
 
 def _compile(model, config: BreakhisConfig, learning_rate: float | None = None) -> None:
@@ -231,11 +242,11 @@ def train_breakhis(data_dir: Path, run_dir: Path, config: BreakhisConfig,
         models, weights = _train_hierarchy(arrays, spec, config, run_dir, log)
     metrics = evaluate_hierarchy(models, arrays, spec, config, run_dir)
     RunInfo(
-        task="breakhis", arch=config.arch, preprocess=spec, config=asdict(config),
+        task="breakhis", arch=config.arch, preprocess=spec, config=_portable_config(config),
         data_dir=Path(data_dir).resolve(), routing=BREAKHIS.routing,
         stages=[_stage_entry(stage, classes, config.arch) for stage, classes in BREAKHIS.stages.items()],
         class_weight=weights, n_params={k: int(m.count_params()) for k, m in models.items()},
-        provenance=provenance(asdict(config)),
+        provenance=provenance(_portable_config(config)),
         problems=[{"path": str(p.path), "reason": p.reason} for p in dataset.problems],
     ).write(run_dir)
     e2e = metrics["end_to_end"]
