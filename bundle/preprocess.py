@@ -48,8 +48,12 @@ class PreprocessSpec:
     colour: dict | None = None
 
     def to_dict(self) -> dict:
-        """Every field, as written into the manifest."""
-        return asdict(self)
+        """Every field, as written into the manifest (``colour`` only when set: a spec without it
+        writes the manifest it always wrote)."""
+        data = asdict(self)
+        if data["colour"] is None:
+            del data["colour"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessSpec:

@@ -65,7 +65,7 @@ def test_tuning_measures_every_factor_with_one_chosen_row(tuning):
 
 def test_quantization_variants_agree_with_fp32_within_unit_range(tuning):
     rows = tuning["factors"]["quantization"]["rows"]
-    assert len(rows) == 6 and sum(r["chosen"] for r in rows) == 1
+    assert len(rows) == 7 and sum(r["chosen"] for r in rows) == 1
     assert all(0.0 <= r["top1_agreement"] <= 1.0 and 0.0 <= r["max_abs_prob_diff"] <= 1.0 for r in rows)
 
 
@@ -94,7 +94,7 @@ def test_variants_of_another_bundle_or_changed_files_are_refused(idc_bundle, var
     from edgehisto.errors import EdgehistoError
 
     bundle = load_bundle(idc_bundle)
-    assert len(read_variants(variants_dir, bundle)["variants"]) == 8
+    assert len(read_variants(variants_dir, bundle)["variants"]) == 9
     other = shutil.copytree(variants_dir, tmp_path / "other")
     described = json.loads((other / "variants.json").read_text())
     described["bundle"]["backbone_fp32_sha256"] = "0" * 64
