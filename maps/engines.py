@@ -135,14 +135,9 @@ class _RayMapper:
     """A Ray actor: loads and checks the bundle once, then maps whole sources."""
 
     def __init__(self, bundle_path: str, bundle_sha256: str, options: MapOptions, cpu: str, threads: int):
-        from edgehisto.bundle.manifest import load_bundle
-        from edgehisto.errors import BundleMismatch
+        from edgehisto.scale.ray_session import worker_bundle
 
-        bundle = load_bundle(bundle_path)  # every file's sha256, on this worker
-        if bundle.manifest_sha256 != bundle_sha256:
-            raise BundleMismatch(f"the bundle at {bundle_path} on this worker differs from the driver's "
-                                 f"(manifest sha256 {bundle.manifest_sha256[:12]}..., expected "
-                                 f"{bundle_sha256[:12]}...)")
+        bundle = worker_bundle(bundle_path, bundle_sha256)
         self.classifier = Classifier(bundle, precision=options.precision, threads=threads)
         self.options, self.cpu = options, cpu
 

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgehisto.bundle.manifest import Bundle, load_bundle
+from edgehisto.bundle.manifest import Bundle
 from edgehisto.bundle.outputs import probability_column
 from edgehisto.bundle.progress import Progress, no_progress
-from edgehisto.errors import BundleMismatch, EdgehistoError
+from edgehisto.errors import EdgehistoError
 from edgehisto.runtime.inputs import MAX_TILE_FILE_BYTES, describe_os_error, expand_inputs, read_tile_file
 
 FIXED_COLUMNS = ("path", "sha256", "label", "subtype", "subtype_stage", "error", "warning", "gradcam_files",
@@ -226,12 +226,9 @@ class _RayClassifier:
     def __init__(self, bundle_path: str, bundle_sha256: str, precision: str, done, columns, gradcam_dir,
                  argument_errors, threads):
         from edgehisto.runtime.classifier import Classifier
+        from edgehisto.scale.ray_session import worker_bundle
 
-        bundle = load_bundle(bundle_path)  # every file's sha256, on this worker
-        here = manifest_sha256(bundle)
-        if here != bundle_sha256:
-            raise BundleMismatch(f"the bundle at {bundle_path} on this worker differs from the driver's "
-                                 f"(manifest sha256 {here[:12]}..., expected {bundle_sha256[:12]}...)")
+        bundle = worker_bundle(bundle_path, bundle_sha256)
         self.classifier = Classifier(bundle, precision=precision, threads=threads)
         self.args = (set(done), bundle_sha256, columns, Path(gradcam_dir) if gradcam_dir else None, argument_errors)
 

@@ -28,3 +28,17 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[None]:
     finally:
         if owned:
             ray.shutdown()
+
+
+def worker_bundle(bundle_path: str, bundle_sha256: str):
+    """The bundle at ``bundle_path`` loaded on a worker (every file's sha256 checked), refused when its
+    manifest differs from the driver's."""
+    from edgehisto.bundle.manifest import load_bundle
+    from edgehisto.errors import BundleMismatch
+
+    bundle = load_bundle(bundle_path)
+    here = bundle.manifest_sha256
+    if here != bundle_sha256:
+        raise BundleMismatch(f"the bundle at {bundle_path} on this worker differs from the driver's "
+                             f"(manifest sha256 {here[:12]}..., expected {bundle_sha256[:12]}...)")
+    return bundle
