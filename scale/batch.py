@@ -47,11 +47,6 @@ class BatchPlan:
     columns: list[str]
 
 
-def manifest_sha256(bundle: Bundle) -> str:
-    """The sha256 of a bundle's manifest (which holds the sha256 of every other file)."""
-    return bundle.manifest_sha256
-
-
 def probability_columns(bundle: Bundle) -> list[str]:
     """``p_<class>`` for every class of every stage, in stage order, without repeats."""
     names = []
@@ -117,7 +112,7 @@ def plan(sources: Sequence[str], out_dir: Path, model: str | Path | None) -> Bat
     bundle = resolve_bundle(model)
     inputs, errors = list_sources(sources)
     columns = [*FIXED_COLUMNS, *probability_columns(bundle)]
-    return BatchPlan(inputs, errors, done_pairs(out_dir), bundle.path, manifest_sha256(bundle), columns)
+    return BatchPlan(inputs, errors, done_pairs(out_dir), bundle.path, bundle.manifest_sha256, columns)
 
 
 def classify_rows(classifier, paths: Sequence[str], done: set[tuple[str, str]], bundle_sha256: str,
