@@ -25,6 +25,7 @@ from edgehisto.bundle.manifest import PRECISIONS, Bundle, GoldenSet, load_bundle
 from edgehisto.bundle.preprocess import load_resized, normalize
 from edgehisto.errors import BundleError
 from edgehisto.runtime.classifier import Classifier
+from edgehisto.runtime.gradcam import gradcam
 
 # The runtime's numeric dependencies: what decides whether the golden numbers reproduce.
 NUMERIC_PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime")
@@ -102,20 +103,23 @@ def verify_bundle(bundle: Bundle | str | Path, precisions: tuple[str, ...] = PRE
     _preprocessing_gate(report, preprocessed, expected)
     for precision in precisions:
         runtime = Classifier(bundle, precision=precision, allow_failed_parity=True)
+        backbone_outputs: dict[str, np.ndarray] = {}  # stages of a multitask bundle share one backbone file
         for name, stage in bundle.stages.items():
-            _stage_gates(report, runtime, name, stage, x, expected, thresholds, golden)
+            backbone = stage.backbone(precision)
+            if backbone not in backbone_outputs:
+                backbone_outputs[backbone] = runtime.activations(x, stage)
+            _stage_gates(report, runtime, name, stage, backbone_outputs[backbone], expected, thresholds, golden)
         if bundle.routing:
             _routed_gate(report, runtime, bundle, x, expected, thresholds)
     return report
 
 
-def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, x: np.ndarray,
+def _stage_gates(report: VerifyReport, runtime: Classifier, name: str, stage, activations: np.ndarray,
                  expected: dict, thresholds: Thresholds, golden: GoldenSet) -> None:
-    """The gates of one stage at the runtime's precision."""
+    """The gates of one stage at the runtime's precision, on its backbone's golden activations."""
     keras_p, keras_top1 = expected[f"keras_probabilities__{name}"], expected[f"keras_top1__{name}"]
-    activations = runtime.activations(x, stage)
     probabilities = runtime.head(activations, stage)[1]
-    maps = runtime.gradcam(x, name, keras_top1)
+    maps = gradcam(activations, runtime.gradients(activations, stage, keras_top1))
     r = [pearson(a, b) for a, b in zip(expected[f"keras_gradcam__{name}"], maps, strict=True)]
     if runtime.precision == "fp32":
         report.gate(name, "onnx_fp32_max_abs_prob_diff", np.abs(probabilities - keras_p).max(),
