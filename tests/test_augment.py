@@ -46,3 +46,34 @@ def test_stain_jitter_changes_colour_but_not_geometry():
     per_image = jittered.reshape(4, -1, 3)
     assert np.allclose(per_image, per_image[:, :1])  # every pixel of a flat tile stays equal
     assert np.abs(jittered - images.numpy()).max() > 1.0
+
+
+def _crop_offsets(crops: np.ndarray, images: np.ndarray) -> list[tuple[int, int]]:
+    """Where each crop lies in its image, as (x, y); fails if a crop is not a window of its image."""
+    offsets = []
+    h, w = crops.shape[1:3]
+    for crop, image in zip(crops, images, strict=True):
+        found = [(x, y) for y in range(image.shape[0] - h + 1) for x in range(image.shape[1] - w + 1)
+                 if np.array_equal(image[y:y + h, x:x + w], crop)]
+        assert len(found) == 1
+        offsets.append(found[0])
+    return offsets
+
+
+def test_random_crops_are_windows_of_the_field_drawn_afresh_every_epoch_and_alike_for_one_seed():
+    from edgehisto.bundle.preprocess import PreprocessSpec
+    from edgehisto.train.data import make_dataset
+
+    spec = PreprocessSpec(input_size=(8, 8), scale=1.0)
+    rng = np.random.default_rng(0)
+    arrays = _arrays(n=8, size=8)
+    arrays.images = rng.integers(0, 256, (8, 14, 20, 3), dtype=np.uint8)
+
+    def epochs(seed: int, count: int = 3) -> list[list[tuple[int, int]]]:
+        dataset = make_dataset(arrays, arrays.labels, spec, batch_size=8, augment=False, seed=seed, random_crop=(8, 8))
+        return [_crop_offsets(np.rint(x.numpy()).astype(np.uint8), arrays.images) for x, _ in
+                (next(iter(dataset)) for _ in range(count))]
+
+    first = epochs(seed=1)
+    assert first[0] != first[1] != first[2]  # a seeded op inside map would repeat its draws every epoch
+    assert epochs(seed=1) == first

@@ -74,3 +74,117 @@ def test_breakhis_cv_rejects_a_missing_start_file_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "expected 'scratch' or NAME=WEIGHT_FILE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_slide_balance_weighs_each_class_and_each_slide_within_it_equally():
+    from edgehisto.train.fit import group_balanced_weights
+
+    # benign is scarce: 2 slides of 3 and 9 fields; malignant 3 slides of 20, 5 and 1 field(s)
+    slides = np.array(["b1"] * 3 + ["b2"] * 9 + ["m1"] * 20 + ["m2"] * 5 + ["m3"])
+    labels = np.array([0] * 12 + [1] * 26)
+    weights = group_balanced_weights(labels, slides, 2)
+    assert weights.dtype == np.float32 and weights.sum() == pytest.approx(len(labels), rel=1e-6)
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum(), rel=1e-6)
+    for label in (0, 1):
+        per_slide = [weights[slides == s].sum() for s in np.unique(slides[labels == label])]
+        np.testing.assert_allclose(per_slide, per_slide[0], rtol=1e-6)
+        for s in np.unique(slides[labels == label]):
+            assert np.ptp(weights[slides == s]) == 0  # a slide's fields weigh alike
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--eval-crops", "2"], "--eval-crops applies to --field-geometry fixed-scale only"),
+    (["--slide-balance", "--class-weights"], "slide balance already weighs the classes equally"),
+    (["--field-geometry", "fixed-scale", "--field-height", "100"], "does not fit"),
+])
+def test_breakhis_cv_refuses_options_that_cannot_go_together_in_one_line(tmp_path, options, message):
+    from click.testing import CliRunner
+
+    from edgehisto.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "breakhis-cv", str(tmp_path), "--out", str(tmp_path / "cv"),
+                                       *options])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def _squashed_fields(root, source) -> None:
+    """A manifest-listed folder of ``source``'s first slide's fields squashed to 224x224, as ``more/`` ships them."""
+    import csv
+
+    import cv2
+
+    from edgehisto.datasets.breakhis import SUBTYPE_NAMES, scan_breakhis
+
+    tiles = [t for t in scan_breakhis(source).tiles if t.slide == scan_breakhis(source).tiles[0].slide]
+    root.mkdir()
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["relpath", "label", "tumor_subtype", "patient_folder", "slide", "magnification"])
+        for i, tile in enumerate(tiles):
+            relpath = f"200X-224/{tile.patient_folder}-200-i{i:03d}.png"
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            squashed = cv2.resize(cv2.imread(str(tile.path)), (224, 224), interpolation=cv2.INTER_AREA)
+            assert cv2.imwrite(str(root / relpath), squashed)
+            writer.writerow([relpath, tile.label, SUBTYPE_NAMES[tile.subtype], tile.patient_folder, tile.slide,
+                             "200X"])
+
+
+@pytest.mark.slow
+def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_finite_figures(tmp_path):
+    """Two folds build two DenseNet121 graphs, about 50 s each on 2 cores: the floor of this test."""
+    import json
+
+    from edgehisto.datasets.synth_breakhis import synthesize_breakhis
+
+    data = tmp_path / "data"
+    synthesize_breakhis(data / "real", 16, seed=0, n_patients_per_subtype=1)
+    _squashed_fields(data / "more", data / "real")
+    result = subprocess.run([sys.executable, "-m", "edgehisto", "train", "breakhis-cv", str(data), "--out",
+                             str(tmp_path / "cv"), "--field-geometry", "fixed-scale", "--eval-crops", "2",
+                             "--slide-balance", "--folds", "2", "--epochs", "1", "--batch-size", "8"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "squashed fields restored" in result.stderr
+    record = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    config = record["config"]
+    assert (config["field_geometry"], config["eval_crops"], config["slide_balance"]) == ("fixed-scale", 2, True)
+    assert config["field_height"] == 147 and len(record["folds"]) == 2
+    for fold in record["folds"]:
+        for level in ("image", "patient"):
+            accuracy = fold["starts"]["scratch"][level]["accuracy"]
+            assert accuracy is not None and np.isfinite(accuracy)
+    assert np.isfinite(record["summary"]["scratch"]["image"]["accuracy"]["mean"])
+
+
+def _tiny_softmax_model(size: int):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("geometry", ["squash", "fixed-scale"])
+def test_held_out_fields_are_scored_whole_when_squashed_and_by_their_mean_crop_at_fixed_scale(geometry):
+    from edgehisto.bundle.crops import crop_origins
+    from edgehisto.bundle.preprocess import normalize
+    from edgehisto.train.breakhis import breakhis_preprocess_spec
+    from edgehisto.train.data import TileArrays
+    from edgehisto.train.starts import CVConfig, held_out_probabilities
+
+    config = CVConfig(input_size=32, field_geometry=geometry, field_height=40, eval_crops=3, batch_size=4)
+    spec = breakhis_preprocess_spec(config.input_size)
+    shape = (32, 32) if geometry == "squash" else (40, 61)
+    images = np.random.default_rng(0).integers(0, 256, (5, *shape, 3), dtype=np.uint8)
+    model = _tiny_softmax_model(32)
+    probabilities = held_out_probabilities(model, TileArrays(images, np.zeros(5, np.int64), [], []), spec, config)
+    if geometry == "squash":
+        expected = model.predict(normalize(images, spec), verbose=0)
+    else:
+        expected = np.mean([model.predict(normalize(images[:, y:y + 32, x:x + 32], spec), verbose=0)
+                            for x, y in crop_origins(shape, (32, 32), 3)], axis=0)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert probabilities.shape == (5, 2)

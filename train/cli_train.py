@@ -20,7 +20,7 @@ from edgehisto.train.breakhis import ARCH_MODELS, BreakhisConfig
 from edgehisto.train.fit import SPLIT_METHODS, FitConfig
 from edgehisto.train.idc import DEFAULT_MODEL, TrainConfig
 from edgehisto.train.models import MODELS, model_names
-from edgehisto.train.starts import START_SCRATCH, CVConfig, PretrainConfig
+from edgehisto.train.starts import FIELD_GEOMETRIES, START_SCRATCH, CVConfig, PretrainConfig
 
 
 def _progress(line: str) -> None:
@@ -204,18 +204,47 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "class_weights", "--class-weights/--no-class-weights")
 @config_option(CVConfig, "stain_augment", "--stain-augment/--no-stain-augment")
 @config_option(CVConfig, "colour_normalise", "--colour-normalise/--no-colour-normalise")
+@config_option(CVConfig, "field_geometry", "--field-geometry", type=click.Choice(FIELD_GEOMETRIES),
+               help="squash: the whole field resized to a square, aspect lost (the seed's). fixed-scale: each "
+                    "field at its true aspect (squashed 224x224 fields restored to 224x147) resized to "
+                    f"--field-height, trained on random {CVConfig.input_size}x{CVConfig.input_size} crops, "
+                    "scored on --eval-crops fixed crops.")
+@config_option(CVConfig, "field_height", "--field-height", type=click.IntRange(32, 1024),
+               help="fixed-scale: the height every field is resized to; the width keeps 700:460 (147: 224x147).")
+@config_option(CVConfig, "eval_crops", "--eval-crops", type=click.IntRange(1, 16),
+               help="fixed-scale: crops per held-out field (spread across its width, vertically centred) whose "
+                    "softmax probabilities are averaged before the image figures and the slide vote.")
+@config_option(CVConfig, "slide_balance", "--slide-balance/--no-slide-balance",
+               help="Sample weights: each class weighs the same in total and, within a class, each slide "
+                    "(each group of --split-key). Not with --class-weights.")
 @config_option(CVConfig, "seed", "--seed", type=int)
-def breakhis_cv_cmd(data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
+@click.pass_context
+def breakhis_cv_cmd(ctx: click.Context, data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""
+    config = _cv_config(ctx, options)
     _starting(f"grouped {options['folds']}-fold CV on {data_dir} -> {out_dir}")
     from edgehisto.train.starts import grouped_cv
 
     parsed = dict(_parse_start(s) for s in starts)
-    record = grouped_cv(data_dir, out_dir, parsed, CVConfig(**options, verbose=_keras_verbose()), log=_progress)
+    record = grouped_cv(data_dir, out_dir, parsed, config, log=_progress)
     for name, levels in record["summary"].items():
         image = levels["image"]["balanced_accuracy"]
         click.echo(f"{name}: held-out balanced accuracy {image['mean']:.3f} ± {image['sd']:.3f} "
                    f"over {levels['image']['folds']} folds")
+
+
+def _cv_config(ctx: click.Context, options: dict) -> CVConfig:
+    """The CV's config, or a one-line usage error for options that cannot go together."""
+    if options["field_geometry"] == "squash":
+        given = [f"--{name.replace('_', '-')}" for name in ("field_height", "eval_crops")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise click.UsageError(f"{' and '.join(given)} {verb} to --field-geometry fixed-scale only")
+    try:
+        return CVConfig(**options, verbose=_keras_verbose())
+    except ValueError as problem:
+        raise click.UsageError(str(problem)) from None
 
 
 @train.command("breakhis-probe")

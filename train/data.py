@@ -73,17 +73,28 @@ def make_dataset(
     stain: bool = False,
     recipe: str = "idc",
     sample_weights=None,
+    random_crop: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked.
 
     ``recipe`` picks the seed's augmentation ("idc": rotation/zoom/shift/flip/brightness;
     "breakhis": flip/small rotation/zoom/contrast); ``stain`` adds colour jitter on top.
     ``targets`` and ``sample_weights`` may be dicts keyed by output name (multitask models).
+    ``random_crop`` (height, width): each image is cut to a random crop of that size, a fresh one
+    every epoch, before any augmentation.
     """
     tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
     if augment:
         dataset = dataset.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
+    if random_crop is not None:
+        size = (*random_crop, arrays.images.shape[-1])
+        # A seeded random op inside map repeats its draws every epoch; a seed stream drawn afresh each
+        # epoch, fed to a stateless crop, gives new crops every epoch and the same run for the same seed.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda element, pair: (tf.image.stateless_random_crop(element[0], size, seed=pair), *element[1:]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
     if augment:
         augmenter = seed_augmenter(seed) if recipe == "idc" else breakhis_augmenter(seed)

@@ -103,6 +103,24 @@ def class_weight_map(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return mapping
 
 
+def group_balanced_weights(labels: np.ndarray, groups: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-sample weights: every class weighs the same in total and, within a class, every group too.
+
+    ``class_weight_map`` twice: over the classes, then over the groups (slides) of each class. A sample
+    of class c in group g weighs N / (C * G_c * n_g): each class sums to N / C, each of its G_c groups
+    to N / (C * G_c), and all to N, so the loss keeps its scale.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    per_class = class_weight_map(labels, n_classes)
+    weights = np.array([per_class[int(c)] for c in labels], np.float64)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        _, group = np.unique(groups[rows], return_inverse=True)
+        per_group = class_weight_map(group, int(group.max()) + 1)
+        weights[rows] *= [per_group[int(g)] for g in group]
+    return weights.astype(np.float32)
+
+
 def predict_probabilities(model, dataset, output: str) -> np.ndarray:
     """(N, K) float64 class probabilities of a model with ``output`` kind ("sigmoid"/"softmax")."""
     return class_probabilities(np.asarray(model.predict(dataset, verbose=0), np.float64), output)

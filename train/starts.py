@@ -17,15 +17,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgehisto.datasets.breakhis_fields import aspect_change, field_size
 from edgehisto.datasets.tasks import BREAKHIS
 from edgehisto.metrics.scores import binary_figures, grouped_folds, patient_vote
 
 START_SCRATCH = "scratch"
+# squash: the whole field resized to input_size x input_size, aspect lost (the seed's; the reference row).
+# fixed-scale: the field at its true aspect resized to field_height (700:460), trained on random
+# input_size crops and scored on eval_crops fixed crops whose probabilities are averaged.
+FIELD_GEOMETRIES = ("squash", "fixed-scale")
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
@@ -54,8 +59,32 @@ class CVConfig:
     class_weights: bool = False  # the seed's recipe: no class balance (benign is the scarce class)
     stain_augment: bool = False  # HED-space stain jitter while training (``train/augment.py``)
     colour_normalise: bool = False  # per-image colour normalisation declared in the spec (bundle/colour.py)
+    field_geometry: str = "squash"  # one of FIELD_GEOMETRIES
+    field_height: int = 147  # fixed-scale: every field resized to this height at 700:460 (147 -> 224x147)
+    eval_crops: int = 3  # fixed-scale: crops per held-out field, evenly spaced across its width
+    slide_balance: bool = False  # sample weights: classes weigh the same, and within a class each group
     seed: int = 0
     verbose: int = 2
+
+    def __post_init__(self):
+        problem = cv_config_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+
+def cv_config_problem(config: CVConfig) -> str | None:
+    """Why a combination of CV options cannot run, in one line, or None."""
+    if config.field_geometry not in FIELD_GEOMETRIES:
+        return f"field_geometry {config.field_geometry!r} is not one of {', '.join(FIELD_GEOMETRIES)}"
+    if config.slide_balance and config.class_weights:
+        return "slide balance already weighs the classes equally; class weights on top would weigh them twice"
+    height, width = field_size(config.field_height)
+    if config.field_geometry == "fixed-scale" and config.input_size > min(height, width):
+        return (f"a {config.input_size}x{config.input_size} crop does not fit in a {width}x{height} field "
+                f"(field height {config.field_height})")
+    if config.eval_crops < 1:
+        return f"at least one eval crop per field, got {config.eval_crops}"
+    return None
 
 
 def pretrain_idc(idc_dir: Path, out_dir: Path, config: PretrainConfig,
@@ -121,7 +150,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     from edgehisto.datasets.tasks import breakhis_labels
     from edgehisto.train.breakhis import breakhis_preprocess_spec
     from edgehisto.train.data import load_tiles, make_dataset
-    from edgehisto.train.fit import class_weight_map, fit_progress, predict_probabilities
+    from edgehisto.train.fit import class_weight_map, fit_progress, group_balanced_weights
     from edgehisto.train.models import create_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,29 +158,31 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     labels, groups = breakhis_labels(dataset), split_groups(dataset, config.split_key)
     binary = BREAKHIS.stage_labels(labels)["binary"]
     spec = breakhis_preprocess_spec(config.input_size, config.colour_normalise)
-    log(f"decoding {len(labels)} images at {config.input_size}x{config.input_size}")
-    arrays = load_tiles(dataset.root, dataset.relpaths, labels, spec)
+    field_spec = spec if config.field_geometry == "squash" else _fixed_scale_spec(spec, dataset, config, log)
+    log(f"decoding {len(labels)} images at {field_spec.input_size[1]}x{field_spec.input_size[0]}")
+    arrays = load_tiles(dataset.root, dataset.relpaths, labels, field_spec)
     folds = grouped_folds(labels, groups, config.folds, config.seed)
     record = {"config": asdict(config), "starts": {k: (v and Path(v).name) for k, v in starts.items()},
               "n_images": len(labels), "n_groups": int(len(set(groups))), "folds": []}
+    crop = None if config.field_geometry == "squash" else (config.input_size, config.input_size)
     for fold, held in enumerate(folds):
         train = np.setdiff1d(np.arange(len(labels)), held)
         entry = {"fold": fold, "held_out_groups": sorted({str(g) for g in groups[held]}),
                  "held_out_subtypes": sorted({int(v) for v in labels[held]}), "starts": {}}
+        balance = group_balanced_weights(binary[train], groups[train], 2) if config.slide_balance else None
         for name, weights in starts.items():
             keras.utils.set_random_seed(config.seed + fold)
             started = time.perf_counter()
             sub = _rows(arrays, train)
             data = make_dataset(sub, keras.utils.to_categorical(binary[train], 2), spec, batch_size=config.batch_size,
-                                augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment)
+                                augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment,
+                                sample_weights=balance, random_crop=crop)
             model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy")
             weight = class_weight_map(binary[train], 2) if config.class_weights else None
             model.fit(data, epochs=config.epochs, verbose=config.verbose, class_weight=weight,
                       callbacks=[fit_progress(log, f"fold {fold + 1}/{len(folds)} {name}", config.verbose)])
-            test = make_dataset(_rows(arrays, held), binary[held], spec, batch_size=config.batch_size,
-                                augment=False, seed=0)
-            probabilities = predict_probabilities(model, test.map(lambda x, _: x), "softmax")
+            probabilities = held_out_probabilities(model, _rows(arrays, held), spec, config)
             images = binary_figures(binary[held], probabilities.argmax(1))
             # The vote is per group of the split key (slide id by default): a patient's tissue.
             patient_truth, patient_pred = patient_vote(binary[held], probabilities, groups[held])
@@ -166,6 +197,41 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
         (out_dir / "cv.json").write_text(json.dumps(record, indent=2))
     plot_cv(record, out_dir / "cv.png")
     return record
+
+
+def _fixed_scale_spec(spec, dataset, config: CVConfig, log: Callable[[str], None]):
+    """``spec`` resizing a stored field straight to the common field size instead of a square.
+
+    One resize does both steps: a squashed 224x224 field resized to 224x147 is its true aspect
+    restored, and a field stored at its aspect keeps it (700:456 fields move by under 1%).
+    """
+    size = field_size(config.field_height)
+    squashed = sum(tile.squashed for tile in dataset.tiles)
+    stretched = sum(aspect_change(t.width, t.height, t.squashed) > 0.02 for t in dataset.tiles if t.width)
+    log(f"fixed scale: every field at its true aspect resized to {size[1]}x{size[0]} ({squashed} squashed "
+        f"fields restored, {stretched} fields off 700:460 by over 2%), random {config.input_size}x"
+        f"{config.input_size} crops to train on, {config.eval_crops} fixed crops averaged per held-out field")
+    return replace(spec, input_size=size, notes=[
+        f"Each field at its true aspect ratio, area-resized to {size[1]}x{size[0]} (squashed 224x224 fields "
+        f"restored to 224x147); the model sees {config.input_size}x{config.input_size} crops of it."])
+
+
+def held_out_probabilities(model, fields, spec, config: CVConfig) -> np.ndarray:
+    """(N, 2) softmax probabilities per field: of the whole (squashed) field, or the mean over its fixed crops."""
+    from edgehisto.bundle.crops import crop_origins, cut_crops
+    from edgehisto.train.data import TileArrays, make_dataset
+    from edgehisto.train.fit import predict_probabilities
+
+    if config.field_geometry == "squash":
+        views = fields.images[:, None]
+    else:
+        size = (config.input_size, config.input_size)
+        views = cut_crops(fields.images, crop_origins(fields.images.shape[1:3], size, config.eval_crops), size)
+    n, k = views.shape[:2]
+    flat = TileArrays(views.reshape(n * k, *views.shape[2:]), np.repeat(fields.labels, k), [], [])
+    test = make_dataset(flat, flat.labels, spec, batch_size=config.batch_size, augment=False, seed=0)
+    probabilities = predict_probabilities(model, test.map(lambda x, _: x), "softmax")
+    return probabilities.reshape(n, k, -1).mean(1)
 
 
 def _rows(arrays, rows: np.ndarray):
