@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml setup.py
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Two pytest-xdist workers: the suite spends most of its time in single-threaded Python, so a second
+# worker uses the second core. Each expensive trained fixture stays on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST_WORKERS := -n $(TEST_WORKERS) --dist loadgroup
 # The emulation cache comes first so that the suite's ARM preprocessing test runs (and must run).
 test: install lint
 ifneq ($(SKIP_EMULATION),1)
 	.ci/emulated-cpus setup
-	EDGEHISTO_REQUIRE_EMULATION=1 $(PY) -m pytest
+	EDGEHISTO_REQUIRE_EMULATION=1 $(PY) -m pytest $(PYTEST_WORKERS)
 else
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_WORKERS)
 endif
 	$(MAKE) verify-cpus
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PARITY_LIMIT
 
 from edgehisto.runtime.registry import DEFAULT_MODEL, embedded_bundles
 
@@ -102,7 +103,7 @@ def test_a_missing_bundle_or_unknown_schema_exits_2(tmp_path, good_tile):
 @pytest.mark.slow
 def test_check_parity_exits_0_when_gates_pass_and_1_when_one_fails(tmp_path, idc_bundle, synth_idc_dir):
     pytest.importorskip("tensorflow")
-    base = ["check-parity", idc_bundle, "--data", synth_idc_dir, "--limit", "512", "--gradcam-limit", "4"]
+    base = ["check-parity", idc_bundle, "--data", synth_idc_dir, "--limit", str(PARITY_LIMIT), "--gradcam-limit", "4"]
     # The bundle's gates ran at export; on the same (every held-out) tiles they still pass unless a threshold is
     # impossible: an accuracy drop can never be below -1.
     if json.loads((idc_bundle / "manifest.json").read_text())["parity"]["passed"]:

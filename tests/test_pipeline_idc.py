@@ -107,12 +107,17 @@ def test_cli_pipeline_runs_from_synthetic_tiles_to_gradcam(tmp_path):
 
 def test_a_model_with_no_evidence_on_any_calibration_tile_is_refused_in_one_line(idc_bundle, monkeypatch):
     """The exporter once wrote gradcam_display_peak 0.0, which its own schema then refused."""
+    from edgehisto.bundle.manifest import load_bundle
+    from edgehisto.bundle.preprocess import load_resized, normalize
     from edgehisto.errors import ExportError
     from edgehisto.export.golden import display_peaks
     from edgehisto.runtime.classifier import Classifier
 
     manifest = json.loads((idc_bundle / "manifest.json").read_text())
-    calibration = np.random.default_rng(0).random((8, *manifest["preprocess"]["input_size"], 3), dtype=np.float32)
+    bundle = load_bundle(idc_bundle)
+    # The golden tiles: synthetic tissue of both classes (uniform noise shows a trained model no evidence).
+    calibration = normalize(np.stack([load_resized(bundle.file(name), bundle.preprocess)
+                                      for name in bundle.golden.tiles[:8]]), bundle.preprocess)
     assert display_peaks(idc_bundle, manifest, calibration)["idc"] > 0
     monkeypatch.setattr(Classifier, "gradcam", lambda self, x, stage, classes: np.zeros((len(x), 4, 4), np.float32))
     with pytest.raises(ExportError, match="shows no IDC-positive evidence on any of the 8 calibration tiles") as raised:
