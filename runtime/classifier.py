@@ -174,10 +174,15 @@ class Classifier:
         _refuse_non_finite(results)
         return results
 
-    def classify_tensor(self, x: np.ndarray, gradcam: bool = False) -> list[TileResult]:
-        """Classify an already preprocessed float batch (N, h, w, 3), routing included."""
+    def classify_tensor(self, x: np.ndarray, gradcam: bool = False,
+                        backbone_outputs: dict[str, np.ndarray] | None = None) -> list[TileResult]:
+        """Classify an already preprocessed float batch (N, h, w, 3), routing included.
+
+        ``backbone_outputs``: backbone file -> its activations of all of ``x``, already computed
+        (``verify`` has them), so that a backbone is not run twice on the same batch.
+        """
         results = [TileResult(path=f"<row {i}>", warning=self.warning) for i in range(len(x))]
-        self._run(x, results, gradcam)
+        self._run(x, results, gradcam, dict(backbone_outputs or {}))
         _refuse_non_finite(results)
         return results
 
@@ -231,10 +236,11 @@ class Classifier:
         guard = self.expected_input.check(*rgb.shape[:2]) if self.expected_input else None
         return "; ".join(w for w in (self.warning, guard, blank_warning(rgb)) if w) or None
 
-    def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool) -> None:
+    def _run(self, x: np.ndarray, results: list[TileResult], want_cam: bool,
+             acts_cache: dict[str, np.ndarray] | None = None) -> None:
         """Run the entry stage, then each routed stage on the rows routed to it."""
         rows = np.arange(len(results))
-        stage_name, acts_cache = self.bundle.entry_stage, {}
+        stage_name, acts_cache = self.bundle.entry_stage, {} if acts_cache is None else acts_cache
         pending = [(stage_name, rows)]
         while pending:
             stage_name, rows = pending.pop(0)
