@@ -18,8 +18,8 @@ import cv2
 
 from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
-from edgehisto.maps.outputs import geojson, map_image, summary, tile_table
-from edgehisto.maps.run import map_slide
+from edgehisto.maps.outputs import geojson_features, map_image, summary, tile_columns, tile_table
+from edgehisto.maps.run import SlideMap, map_slide
 from edgehisto.runtime.classifier import Classifier
 
 SHOWN_FAILURES = 5  # failed tiles named per source; the rest are counted in summary.json
@@ -78,15 +78,23 @@ def map_to_folder(source: Path, classifier: Classifier, out_dir: Path, options: 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_dir / "map.png"), cv2.cvtColor(map_image(slide, title), cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write {out_dir / 'map.png'}")
-    rows = tile_table(slide)
     with open(out_dir / "tiles.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["x", "y", "w", "h"])
+        writer = csv.DictWriter(handle, fieldnames=tile_columns(slide))
         writer.writeheader()
-        writer.writerows(rows)
-    (out_dir / "tiles.geojson").write_text(json.dumps(geojson(slide)))
+        writer.writerows(tile_table(slide))
+    _write_geojson(slide, out_dir / "tiles.geojson")
     (out_dir / "summary.json").write_text(json.dumps(facts, indent=2) + "\n")
     failures = [(r["path"] or f"({r['x']}, {r['y']})", r["error"]) for r in slide.failed[:SHOWN_FAILURES]]
     return MapResult(str(source), str(out_dir), facts, title, None, failures, dict(slide.skipped), not slide.rows)
+
+
+def _write_geojson(slide: SlideMap, path: Path) -> None:
+    """The FeatureCollection written a feature at a time: a 100,000-tile map is never one string in memory."""
+    with open(path, "w") as handle:
+        handle.write('{"type": "FeatureCollection", "features": [')
+        for i, feature in enumerate(geojson_features(slide)):
+            handle.write((", " if i else "") + json.dumps(feature))
+        handle.write("]}")
 
 
 def slide_row(result: MapResult) -> dict:

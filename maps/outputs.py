@@ -10,6 +10,8 @@ region as an image) open.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -27,30 +29,40 @@ def class_colour(index: int, n_classes: int) -> list[int]:
     return list(_CLASS_COLOURS[1]) if index == n_classes - 1 else list(_CLASS_COLOURS[[0, 2, 3][index % 3]])
 
 
-def tile_table(slide: SlideMap) -> list[dict]:
-    """One row per tile (classified, failed), columns in a fixed order."""
-    columns = ["x", "y", "w", "h", "path", "label", *(probability_column(c) for c in slide.class_names),
-               "tissue_fraction", "truth", "error"]
-    return [{c: row.get(c) for c in columns} for row in slide.rows]
+def tile_columns(slide: SlideMap) -> list[str]:
+    """The tile table's columns, in a fixed order."""
+    return ["x", "y", "w", "h", "path", "label", *(probability_column(c) for c in slide.class_names),
+            "tissue_fraction", "truth", "error"]
 
 
-def geojson(slide: SlideMap) -> dict:
-    """A QuPath-ready FeatureCollection of the classified tiles (see the module docstring)."""
-    features = []
+def tile_table(slide: SlideMap) -> Iterator[dict]:
+    """One row per tile (classified, failed), with ``tile_columns``; a generator, so that a table of
+    100,000 tiles is written row by row instead of copied whole."""
+    columns = tile_columns(slide)
+    return ({c: row.get(c) for c in columns} for row in slide.rows)
+
+
+def geojson_features(slide: SlideMap) -> Iterator[dict]:
+    """The GeoJSON Feature of each classified tile (see the module docstring), one at a time."""
     for row in slide.classified:
         x, y, w, h = row["x"], row["y"], row["w"], row["h"]
         index = slide.class_names.index(row["label"])
         measurements = {probability_column(c): float(row[probability_column(c)]) for c in slide.class_names}
         measurements["tissue_fraction"] = float(row["tissue_fraction"])
-        features.append({
+        yield {
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [[[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]]},
             "properties": {"objectType": "tile",
                            "classification": {"name": row["label"],
                                               "color": class_colour(index, len(slide.class_names))},
                            "measurements": measurements},
-        })
-    return {"type": "FeatureCollection", "features": features}
+        }
+
+
+def geojson(slide: SlideMap) -> dict:
+    """A QuPath-ready FeatureCollection of the classified tiles, whole (the map command streams
+    ``geojson_features`` to its file instead)."""
+    return {"type": "FeatureCollection", "features": list(geojson_features(slide))}
 
 
 def truth_scores(slide: SlideMap) -> dict | None:
