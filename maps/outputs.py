@@ -59,12 +59,6 @@ def geojson_features(slide: SlideMap) -> Iterator[dict]:
         }
 
 
-def geojson(slide: SlideMap) -> dict:
-    """A QuPath-ready FeatureCollection of the classified tiles, whole (the map command streams
-    ``geojson_features`` to its file instead)."""
-    return {"type": "FeatureCollection", "features": list(geojson_features(slide))}
-
-
 def truth_scores(slide: SlideMap) -> dict | None:
     """Where every classified tile carries its true label: balanced accuracy, and Dice/IoU of the
     positive region (tiles of equal size, so areas are tile counts). None when no truth is known."""
