@@ -84,7 +84,7 @@ def _compile(model, config: BreakhisConfig, learning_rate: float | None = None) 
         else "categorical_crossentropy"
     metrics = {name: ["accuracy"] for name in model.output_names} if len(model.outputs) > 1 else ["accuracy"]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=losses,
-                  metrics=metrics)
+                  metrics=metrics, run_eagerly=config.eager)
 
 
 def _onehot(labels: np.ndarray, n: int) -> np.ndarray:

@@ -35,6 +35,7 @@ class FitConfig:
     stain_augment: bool = False
     patience: int = 5
     seed: int = 0
+    eager: bool = False  # Keras runs each step eagerly: no graph to build, slower steps (smoke runs)
     verbose: int = 2  # Keras's: 1 draws a per-step bar (the CLI's choice on a terminal), 2 a line per epoch
 
 
@@ -61,8 +62,9 @@ def fit_progress(log: Callable[[str], None], name: str, verbose: int, every_seco
         def on_train_begin(self, logs=None):
             self.epoch, self.last = 0, time.monotonic()
             steps = self.params.get("steps")
-            log(f"fitting {name}: {self.params.get('epochs')} epoch(s)"
-                + (f" of {steps} steps" if steps else "") + "; the first step also builds the graph")
+            eager = getattr(self.model, "run_eagerly", False)
+            log(f"fitting {name}: {self.params.get('epochs')} epoch(s)" + (f" of {steps} steps" if steps else "")
+                + ("; eagerly, building no graph" if eager else "; the first step also builds the graph"))
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch

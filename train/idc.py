@@ -91,5 +91,6 @@ def _compile(config: TrainConfig, output: str):
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss="binary_crossentropy" if output == "sigmoid" else "categorical_crossentropy",
         metrics=["accuracy"],
+        run_eagerly=config.eager,
     )
     return model

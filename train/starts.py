@@ -3,8 +3,7 @@
 No ImageNet weights can be downloaded here, so a start is either from scratch or a DenseNet121
 first trained on the real IDC patches (in-domain H&E). ``pretrain_idc`` trains that backbone;
 ``grouped_cv`` compares starts on the BreaKHis binary stage with folds grouped by the split key
-(slide id by default), every fold held out once, so a choice does not rest on one lucky split
-of 27 patients.
+(slide id by default), every fold held out once, so a choice does not rest on one lucky split.
 
 Scale: the IDC patches are 50x50 at about 4 um/px; a 700x460 BreaKHis field at 100X (about
 0.5 um/px) area-resized to 128x128 is about 2.7 um/px. Pretraining at 64x64 (3.1 um/px) is
@@ -64,6 +63,7 @@ class CVConfig:
     eval_crops: int = 3  # fixed-scale: crops per held-out field, evenly spaced across its width
     slide_balance: bool = False  # sample weights: classes weigh the same, and within a class each group
     seed: int = 0
+    eager: bool = False  # Keras runs each step eagerly: no graph to build, slower steps (smoke runs)
     verbose: int = 2
 
     def __post_init__(self):
@@ -178,7 +178,8 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
                                 augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment,
                                 sample_weights=balance, random_crop=crop)
             model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy")
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
+                          run_eagerly=config.eager)
             weight = class_weight_map(binary[train], 2) if config.class_weights else None
             model.fit(data, epochs=config.epochs, verbose=config.verbose, class_weight=weight,
                       callbacks=[fit_progress(log, f"fold {fold + 1}/{len(folds)} {name}", config.verbose)])
