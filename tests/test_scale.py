@@ -122,3 +122,27 @@ def test_a_part_cut_short_by_an_interruption_does_not_stop_the_rerun(tiles, tmp_
     done = run("console script", "batch", folder, "--out", out, cwd=tmp_path)
     assert done.returncode == 0 and "unreadable part" in done.stderr, done.stderr
     assert sorted(r["path"] for r in read_results(out)) == sorted(str(p) for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("address", [None, "auto"])
+def test_the_false_no_cpus_warning_is_dropped_only_on_a_ray_that_edgehisto_started(monkeypatch, caplog, address):
+    import logging
+
+    import ray
+
+    from edgehisto.scale.ray_session import ray_session
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **_: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    line = ("Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang "
+            "unless more CPUs are freed up.")
+    dataset_log = logging.getLogger("ray.data.dataset")
+    with caplog.at_level(logging.WARNING, logger="ray.data.dataset"), ray_session(2, address):
+        dataset_log.warning(line)
+        dataset_log.warning("another warning")
+    messages = [record.getMessage() for record in caplog.records]
+    assert "another warning" in messages
+    assert (line in messages) == (address is not None)  # a joined cluster may really be out of CPUs
+    dataset_log.warning(line)  # the session is over: the filter is gone
+    assert [record.getMessage() for record in caplog.records].count(line) == (2 if address else 1)
