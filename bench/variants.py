@@ -6,6 +6,7 @@ Keras fp32 is the reference; ONNX fp32/int8 run through the runtime's own ``Clas
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,10 +91,8 @@ class KerasVariant:
     probabilities_layer: str = "probabilities"
 
     def __post_init__(self):
-        import keras
-
-        full = keras.models.load_model(self.path, compile=False)
-        self.model = keras.Model(full.input, full.get_layer(self.probabilities_layer).output)
+        stat = Path(self.path).stat()  # in the key: a file rewritten at the same path is loaded again
+        self.model = _reference_model(str(self.path), stat.st_mtime_ns, stat.st_size, self.probabilities_layer)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(N, K) class probabilities from Keras ``predict``."""
@@ -102,6 +101,16 @@ class KerasVariant:
     def files(self) -> list[Path]:
         """The reference .keras file."""
         return [self.path]
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_model(path: str, _mtime_ns: int, _size: int, probabilities_layer: str):
+    """A reference .keras file loaded once per bench run: a stage's table and the routed table both
+    use it, and loading a DenseNet121 (and tracing its ``predict``) costs seconds each time."""
+    import keras
+
+    full = keras.models.load_model(path, compile=False)
+    return keras.Model(full.input, full.get_layer(probabilities_layer).output)
 
 
 def make_variant(kind: str, bundle: Bundle, stage: StageSpec, threads: int | None) -> Variant:
