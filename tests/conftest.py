@@ -7,6 +7,8 @@ every test that needs a trained model or a bundle.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -18,11 +20,12 @@ import pytest
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). A session fixture is built once
-# per worker that needs it, so every test of one expensive trained model goes to one worker: the DenseNet121
-# fixtures cost minutes each and would otherwise be trained twice. The wheel is built in the repository's
-# build/ folder, so its tests share one worker too (two builds at once collide there).
-EXPENSIVE_FIXTURES = ("hierarchy_bundle", "multitask_bundle")
-ONE_WORKER_FIXTURES = (*EXPENSIVE_FIXTURES, "wheel_build")
+# per worker that needs it, so every test of an expensive trained model goes to one worker. Both DenseNet121
+# fixtures share that worker (about 3 minutes each): the other worker builds the IDC fixture meanwhile (about
+# 3 minutes, shared through built_once below) and runs the rest, instead of waiting for it. The wheel is
+# built in the repository's build/ folder, so its tests share one worker too (two builds at once collide).
+WORKER_GROUPS = {"hierarchy_bundle": "densenet", "multitask_bundle": "densenet", "wheel_build": "wheel_build"}
+EXPENSIVE_GROUPS = ("densenet",)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
@@ -32,11 +35,11 @@ def pytest_collection_modifyitems(items):
         wanted = set(item.fixturenames)
         if hasattr(item, "callspec"):  # parametrised over fixture names (request.getfixturevalue)
             wanted |= {v for v in item.callspec.params.values() if isinstance(v, str)}
-        group = next((name for name in ONE_WORKER_FIXTURES if name in wanted), None)
+        group = next((WORKER_GROUPS[name] for name in WORKER_GROUPS if name in wanted), None)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        rank[item.nodeid] = EXPENSIVE_FIXTURES.index(group) if group in EXPENSIVE_FIXTURES else len(EXPENSIVE_FIXTURES)
-    # The costliest groups first, so that each starts at once on a worker while the rest fill in.
+        rank[item.nodeid] = 0 if group in EXPENSIVE_GROUPS else 1
+    # The costliest group first, so that it starts at once on a worker while the rest fill in.
     items.sort(key=lambda item: rank[item.nodeid])
 
 
@@ -127,6 +130,25 @@ def deterministic_tensorflow() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, by whichever xdist worker asks first; the other worker
+    waits for it and reuses the folder. Session fixtures are otherwise built once per worker: the IDC
+    fixture (4,000 tiles synthesised, 10 epochs, export, parity) took about 4 minutes on each.
+
+    Whoever uses the folder must not change it, as with any session fixture."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # pytest-N, shared by the workers
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_idc_dir(tmp_path_factory) -> Path:
     """4,000 synthetic IDC tiles from 40 patients: a test side of about 1,000 tiles, so the int8 gates
@@ -134,9 +156,7 @@ def synth_idc_dir(tmp_path_factory) -> Path:
     in 493 failed the 1-point gate)."""
     from edgehisto.datasets.synth_idc import synthesize_idc
 
-    out = tmp_path_factory.mktemp("synth_idc")
-    synthesize_idc(out, 4000, seed=0, n_patients=40)
-    return out
+    return built_once(tmp_path_factory, "synth_idc", lambda out: synthesize_idc(out, 4000, seed=0, n_patients=40))
 
 
 @pytest.fixture(scope="session")
@@ -155,17 +175,19 @@ def idc_run(synth_idc_dir, tmp_path_factory) -> Path:
     from edgehisto.train.data import load_tiles
     from edgehisto.train.idc import TrainConfig, idc_preprocess_spec, train_idc
 
-    deterministic_tensorflow()
-    run_dir = tmp_path_factory.mktemp("runs") / "idc"
-    config = TrainConfig(input_size=50, epochs=10, class_weights=True, test_fraction=0.25, verbose=0)
-    train_idc(synth_idc_dir, run_dir, config, log=lambda _: None)
-    dataset, spec = scan_idc(synth_idc_dir), idc_preprocess_spec(config.input_size)
-    tiles = load_tiles(dataset.root, dataset.relpaths, dataset.labels, spec)
-    p = keras.models.load_model(run_dir / "model.keras").predict(normalize(tiles.images, spec), verbose=0)
-    p = p["probabilities"] if isinstance(p, dict) else p
-    auc = roc_auc_score(tiles.labels, np.asarray(p).ravel())
-    assert auc >= 0.7, f"the fixture IDC model did not learn the separable synthetic set (ROC AUC {auc:.3f})"
-    return run_dir
+    deterministic_tensorflow()  # in every worker, as when each built its own: its later trainings keep it
+
+    def build(run_dir: Path) -> None:
+        config = TrainConfig(input_size=50, epochs=10, class_weights=True, test_fraction=0.25, verbose=0)
+        train_idc(synth_idc_dir, run_dir, config, log=lambda _: None)
+        dataset, spec = scan_idc(synth_idc_dir), idc_preprocess_spec(config.input_size)
+        tiles = load_tiles(dataset.root, dataset.relpaths, dataset.labels, spec)
+        p = keras.models.load_model(run_dir / "model.keras").predict(normalize(tiles.images, spec), verbose=0)
+        p = p["probabilities"] if isinstance(p, dict) else p
+        auc = roc_auc_score(tiles.labels, np.asarray(p).ravel())
+        assert auc >= 0.7, f"the fixture IDC model did not learn the separable synthetic set (ROC AUC {auc:.3f})"
+
+    return built_once(tmp_path_factory, "idc_run", build)
 
 
 @pytest.fixture(scope="session")
@@ -174,10 +196,11 @@ def idc_bundle(idc_run, tmp_path_factory) -> Path:
     from edgehisto.export.exporter import export_run
     from edgehisto.export.parity import check_parity, write_report
 
-    bundle = tmp_path_factory.mktemp("bundles") / "idc"
-    export_run(idc_run, bundle, calibration_count=128, log=lambda _: None)
-    write_report(bundle, check_parity(bundle, limit=PARITY_LIMIT))
-    return bundle
+    def build(bundle: Path) -> None:
+        export_run(idc_run, bundle, calibration_count=128, log=lambda _: None)
+        write_report(bundle, check_parity(bundle, limit=PARITY_LIMIT))
+
+    return built_once(tmp_path_factory, "idc_bundle", build)
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +220,8 @@ def _breakhis_bundle(data_dir, tmp_path_factory, name: str, tflite: bool = True,
 
     deterministic_tensorflow()
     run_dir = tmp_path_factory.mktemp("runs") / name
-    train_breakhis(data_dir, run_dir, BreakhisConfig(epochs=1, batch_size=16, verbose=0, split="image",
+    # eager: no graph to trace for one step; the traced DenseNet121 training step took about 50 s per model
+    train_breakhis(data_dir, run_dir, BreakhisConfig(epochs=1, batch_size=16, verbose=0, split="image", eager=True,
                                                      val_fraction=0.2, test_fraction=0.3, **config),
                    log=lambda _: None)
     bundle = tmp_path_factory.mktemp("bundles") / name

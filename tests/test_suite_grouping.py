@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ONE_WORKER_FIXTURES
+from conftest import WORKER_GROUPS
 
 
 def test_every_test_of_an_expensive_fixture_carries_its_worker_group(request):
@@ -11,7 +11,7 @@ def test_every_test_of_an_expensive_fixture_carries_its_worker_group(request):
     if not request.config.getvalue("loadgroup"):  # set by pytest-xdist in its workers under --dist loadgroup
         pytest.skip("not run with pytest-xdist --dist loadgroup")
     wanted = [item for item in request.session.items
-              if any(m.args and m.args[0] in ONE_WORKER_FIXTURES for m in item.iter_markers("xdist_group"))]
+              if any(m.args and m.args[0] in WORKER_GROUPS.values() for m in item.iter_markers("xdist_group"))]
     if not wanted:
         pytest.skip("no test of an expensive fixture was selected")
     ungrouped = [item.nodeid for item in wanted if "@" not in item.nodeid.rsplit("]", 1)[-1]]
