@@ -13,8 +13,8 @@ class _NoFalseHangWarning(logging.Filter):
 
     Ray Data checks ``ray.available_resources()`` as a dataset starts. A local Ray started here has at
     least one CPU per worker and runs nothing else, so the job cannot hang for CPUs; yet under load the
-    check can read zero (the freshly started raylet's resources not reported yet), and the line, which
-    reads as a failure, failed one run of the suite's quiet-run check. On a joined cluster it stays.
+    check read zero once (why, Ray does not say; six runs of batch under load did not show it again), and the line,
+    which reads as a failure, failed that run of the suite's quiet-run check. On a joined cluster it stays.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
