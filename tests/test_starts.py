@@ -96,6 +96,7 @@ def test_slide_balance_weighs_each_class_and_each_slide_within_it_equally():
     (["--eval-crops", "2"], "--eval-crops applies to --field-geometry fixed-scale only"),
     (["--slide-balance", "--class-weights"], "slide balance already weighs the classes equally"),
     (["--field-geometry", "fixed-scale", "--field-height", "100"], "does not fit"),
+    (["--magnification-zoom", "0.5"], "--magnification-zoom"),
 ])
 def test_breakhis_cv_refuses_options_that_cannot_go_together_in_one_line(tmp_path, options, message):
     from click.testing import CliRunner
@@ -106,6 +107,19 @@ def test_breakhis_cv_refuses_options_that_cannot_go_together_in_one_line(tmp_pat
                                        *options])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_magnification_zoom_only_zooms_in_and_by_at_most_its_factor():
+    """A horizontal ramp zoomed in stays a ramp (no reflected border), spanning 1/2 to all of its range at 2x."""
+    from edgehisto.train.augment import magnification_zoom
+
+    ramp = np.broadcast_to(np.linspace(0, 255, 64, dtype=np.float32)[None, :, None], (64, 64, 3))
+    zoomed = np.asarray(magnification_zoom(0, 2.0)(np.stack([ramp] * 32), training=True))
+    row = zoomed[:, 32, :, 0]
+    assert np.all(np.diff(row, axis=1) >= -1e-3), "a zoom-in never mirrors the field's border in"
+    spans = row[:, -1] - row[:, 0]
+    assert spans.min() >= 255 * 0.5 * (62 / 63) - 1 and spans.max() <= 255 + 1e-3
+    assert np.ptp(spans) > 20, "the zoom is drawn afresh per image"
 
 
 def _squashed_fields(root, source) -> None:
@@ -142,7 +156,8 @@ def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_f
     _squashed_fields(data / "more", data / "real")
     result = subprocess.run([sys.executable, "-m", "edgehisto", "train", "breakhis-cv", str(data), "--out",
                              str(tmp_path / "cv"), "--field-geometry", "fixed-scale", "--eval-crops", "2",
-                             "--slide-balance", "--folds", "2", "--epochs", "1", "--batch-size", "8", "--eager"],
+                             "--slide-balance", "--magnification-zoom", "2", "--folds", "2", "--epochs", "1",
+                             "--batch-size", "8", "--eager"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "squashed fields restored" in result.stderr
@@ -150,6 +165,7 @@ def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_f
     config = record["config"]
     assert (config["field_geometry"], config["eval_crops"], config["slide_balance"]) == ("fixed-scale", 2, True)
     assert config["field_height"] == 147 and config["eager"] is True and len(record["folds"]) == 2
+    assert config["magnification_zoom"] == 2.0
     for fold in record["folds"]:
         for level in ("image", "patient"):
             accuracy = fold["starts"]["scratch"][level]["accuracy"]

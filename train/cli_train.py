@@ -222,6 +222,9 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "slide_balance", "--slide-balance/--no-slide-balance",
                help="Sample weights: each class weighs the same in total and, within a class, each slide "
                     "(each group of --split-key). Not with --class-weights.")
+@config_option(CVConfig, "magnification_zoom", "--magnification-zoom", type=click.FloatRange(1.0, 4.0),
+               help="Magnification as augmentation: each training field zoomed in at random by up to this factor "
+                    "(2: a 100X field seen as up to 200X); 1 is off.")
 @config_option(CVConfig, "seed", "--seed", type=int)
 @config_option(CVConfig, "eager", "--eager/--no-eager", help=EAGER_HELP)
 @click.pass_context
@@ -264,6 +267,6 @@ def _cv_config(ctx: click.Context, options: dict) -> CVConfig:
 def breakhis_probe_cmd(data_dir: Path, out_dir: Path, weights: str | None, folds: int, seed: int) -> None:
     """Linear probes on frozen features (pretrained, random, colour statistics), grouped k-fold CV."""
     _starting(f"linear probes on {data_dir} -> {out_dir}")
-    from edgehisto.train.starts import linear_probes
+    from edgehisto.train.probes import linear_probes
 
     linear_probes(data_dir, out_dir, weights, folds=folds, seed=seed, log=_progress)

@@ -14,6 +14,7 @@ from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
 from edgehisto.train.augment import (
     breakhis_augmenter,
+    magnification_zoom,
     random_brightness,
     seed_augmenter,
     stain_jitter,
@@ -74,6 +75,7 @@ def make_dataset(
     recipe: str = "idc",
     sample_weights=None,
     random_crop: tuple[int, int] | None = None,
+    max_zoom: float = 1.0,
 ) -> tf.data.Dataset:
     """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked.
 
@@ -81,7 +83,8 @@ def make_dataset(
     "breakhis": flip/small rotation/zoom/contrast); ``stain`` adds colour jitter on top.
     ``targets`` and ``sample_weights`` may be dicts keyed by output name (multitask models).
     ``random_crop`` (height, width): each image is cut to a random crop of that size, a fresh one
-    every epoch, before any augmentation.
+    every epoch, before any augmentation. ``max_zoom`` > 1 zooms each training image in by a random
+    factor up to it (``magnification_zoom``) before the recipe's augmentation.
     """
     tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
@@ -98,9 +101,13 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     if augment:
         augmenter = seed_augmenter(seed) if recipe == "idc" else breakhis_augmenter(seed)
+        zoom = magnification_zoom(seed, max_zoom) if max_zoom > 1 else None
 
         def _augment(images, *rest):
-            images = augmenter(tf.cast(images, tf.float32), training=True)
+            images = tf.cast(images, tf.float32)
+            if zoom is not None:
+                images = zoom(images, training=True)
+            images = augmenter(images, training=True)
             if recipe == "idc":
                 images = random_brightness(images, seed)
             images = tf.clip_by_value(images, 0.0, 255.0)
