@@ -26,12 +26,16 @@ PYTEST_WORKERS := -n $(TEST_WORKERS) --dist loadgroup
 # The emulation cache comes first so that the suite's ARM preprocessing test runs (and must run).
 # verify-cpus runs beside the suite at the lowest CPU priority, on the core time the suite leaves idle
 # (imports, subprocess start-ups, waits), and its output is printed once the suite is done; the
-# target fails if either does.
+# target fails if either does. It runs in its own session, so that an interrupted suite stops it
+# and its QEMU jobs too. (Through SUBMAKE, not $(MAKE), so that `make -n test` runs nothing.)
+SUBMAKE = $(MAKE)
 test: install lint
 ifneq ($(SKIP_EMULATION),1)
 	.ci/emulated-cpus setup
 endif
-	@log=$$(mktemp); nice -n 19 $(MAKE) --no-print-directory verify-cpus >$$log 2>&1 & verify=$$!; \
+	@log=$$(mktemp) || exit 1; \
+	setsid nice -n 19 $(SUBMAKE) --no-print-directory verify-cpus >$$log 2>&1 & verify=$$!; \
+	trap 'kill -- -$$verify 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
 	echo "verify-cpus: running beside the suite at the lowest priority (output follows the suite)"; \
 	$(if $(filter 1,$(SKIP_EMULATION)),,EDGEHISTO_REQUIRE_EMULATION=1 )$(PY) -m pytest $(PYTEST_WORKERS); suite=$$?; \
 	wait $$verify; cpus=$$?; cat $$log; rm -f $$log; \
