@@ -96,7 +96,7 @@ def test_slide_balance_weighs_each_class_and_each_slide_within_it_equally():
     (["--eval-crops", "2"], "--eval-crops applies to --field-geometry fixed-scale only"),
     (["--slide-balance", "--class-weights"], "slide balance already weighs the classes equally"),
     (["--field-geometry", "fixed-scale", "--field-height", "100"], "does not fit"),
-    (["--magnification-zoom", "0.5"], "--magnification-zoom"),
+    (["--magnification-zoom", "0.5"], "0.5 is not in the range 1.0<=x<=4.0"),
 ])
 def test_breakhis_cv_refuses_options_that_cannot_go_together_in_one_line(tmp_path, options, message):
     from click.testing import CliRunner
@@ -107,6 +107,15 @@ def test_breakhis_cv_refuses_options_that_cannot_go_together_in_one_line(tmp_pat
                                        *options])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_cv_config_refuses_a_magnification_zoom_outside_1_to_4():
+    from edgehisto.train.starts import CVConfig
+
+    for zoom in (0.5, 4.5):
+        with pytest.raises(ValueError, match="magnification zoom must be between 1"):
+            CVConfig(magnification_zoom=zoom)
+    assert CVConfig(magnification_zoom=4.0).magnification_zoom == 4.0
 
 
 def test_magnification_zoom_only_zooms_in_and_by_at_most_its_factor():

@@ -20,7 +20,13 @@ from edgehisto.train.breakhis import ARCH_MODELS, BreakhisConfig
 from edgehisto.train.fit import SPLIT_METHODS, FitConfig
 from edgehisto.train.idc import DEFAULT_MODEL, TrainConfig
 from edgehisto.train.models import MODELS, model_names
-from edgehisto.train.starts import FIELD_GEOMETRIES, START_SCRATCH, CVConfig, PretrainConfig
+from edgehisto.train.starts import (
+    FIELD_GEOMETRIES,
+    MAX_MAGNIFICATION_ZOOM,
+    START_SCRATCH,
+    CVConfig,
+    PretrainConfig,
+)
 
 
 def _progress(line: str) -> None:
@@ -222,7 +228,8 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "slide_balance", "--slide-balance/--no-slide-balance",
                help="Sample weights: each class weighs the same in total and, within a class, each slide "
                     "(each group of --split-key). Not with --class-weights.")
-@config_option(CVConfig, "magnification_zoom", "--magnification-zoom", type=click.FloatRange(1.0, 4.0),
+@config_option(CVConfig, "magnification_zoom", "--magnification-zoom",
+               type=click.FloatRange(1.0, MAX_MAGNIFICATION_ZOOM),
                help="Magnification as augmentation: each training field zoomed in at random by up to this factor "
                     "(2: a 100X field seen as up to 200X); 1 is off.")
 @config_option(CVConfig, "seed", "--seed", type=int)

@@ -30,6 +30,7 @@ START_SCRATCH = "scratch"
 # fixed-scale: the field at its true aspect resized to field_height (700:460), trained on random
 # input_size crops and scored on eval_crops fixed crops whose probabilities are averaged.
 FIELD_GEOMETRIES = ("squash", "fixed-scale")
+MAX_MAGNIFICATION_ZOOM = 4.0  # --magnification-zoom: 1 (off) to this
 _LOG = logging.getLogger(__name__)  # default progress sink; the CLI passes its own
 
 
@@ -83,8 +84,9 @@ def cv_config_problem(config: CVConfig) -> str | None:
     if config.field_geometry == "fixed-scale" and config.input_size > min(height, width):
         return (f"a {config.input_size}x{config.input_size} crop does not fit in a {width}x{height} field "
                 f"(field height {config.field_height})")
-    if not 1.0 <= config.magnification_zoom <= 4.0:
-        return f"magnification zoom must be between 1 (off) and 4, got {config.magnification_zoom}"
+    if not 1.0 <= config.magnification_zoom <= MAX_MAGNIFICATION_ZOOM:
+        return (f"magnification zoom must be between 1 (off) and {MAX_MAGNIFICATION_ZOOM:g}, "
+                f"got {config.magnification_zoom}")
     if config.eval_crops < 1:
         return f"at least one eval crop per field, got {config.eval_crops}"
     return None
