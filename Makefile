@@ -150,6 +150,8 @@ breakhis-cv: install $(BREAKHIS_PRETRAIN)/backbone.keras
 		--start $(BREAKHIS_START)
 	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-colour $(BREAKHIS_CV) \
 		--start $(BREAKHIS_START) --colour-normalise
+	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-magnification $(BREAKHIS_CV) \
+		--start $(BREAKHIS_START) --magnification-zoom 2
 
 breakhis-model: install $(BREAKHIS_PRETRAIN)/backbone.keras
 	$(EH) train breakhis $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/multitask-idc --arch multitask --epochs 6 \
