@@ -131,6 +131,20 @@ def test_magnification_zoom_only_zooms_in_and_by_at_most_its_factor():
     assert np.ptp(spans) > 20, "the zoom is drawn afresh per image"
 
 
+def test_the_breakhis_augmenter_zooms_first_only_when_asked_and_the_idc_recipe_refuses_a_zoom():
+    from edgehisto.bundle.preprocess import PreprocessSpec
+    from edgehisto.train.augment import breakhis_augmenter
+    from edgehisto.train.data import TileArrays, make_dataset
+
+    plain, zoomed = breakhis_augmenter(0), breakhis_augmenter(0, 2.0)
+    assert len(zoomed.layers) == len(plain.layers) + 1
+    assert type(zoomed.layers[0]).__name__ == "RandomZoom" and zoomed.layers[0].height_factor == (-0.5, 0.0)
+    arrays = TileArrays(np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.int64), ["a", "b"], [])
+    with pytest.raises(ValueError, match="breakhis recipe"):
+        make_dataset(arrays, np.zeros((2, 2)), PreprocessSpec(input_size=(8, 8)), batch_size=2, augment=True,
+                     seed=0, recipe="idc", max_zoom=2.0)
+
+
 def _squashed_fields(root, source) -> None:
     """A manifest-listed folder of ``source``'s first slide's fields squashed to 224x224, as ``more/`` ships them."""
     import csv

@@ -22,10 +22,15 @@ def seed_augmenter(seed: int) -> keras.Sequential:
     )
 
 
-def breakhis_augmenter(seed: int) -> keras.Sequential:
-    """The BreaKHis seed's augmentation: horizontal flips, small rotations and zooms, minor contrast."""
+def breakhis_augmenter(seed: int, max_zoom: float = 1.0) -> keras.Sequential:
+    """The BreaKHis seed's augmentation: horizontal flips, small rotations and zooms, minor contrast.
+
+    ``max_zoom`` > 1 puts ``magnification_zoom`` in front of it (magnification as augmentation).
+    """
+    zoom = [magnification_zoom(seed, max_zoom)] if max_zoom > 1 else []
     return keras.Sequential(
         [
+            *zoom,
             keras.layers.RandomFlip("horizontal", seed=seed),
             keras.layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed + 1),
             keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),

@@ -14,7 +14,6 @@ from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
 from edgehisto.train.augment import (
     breakhis_augmenter,
-    magnification_zoom,
     random_brightness,
     seed_augmenter,
     stain_jitter,
@@ -84,8 +83,10 @@ def make_dataset(
     ``targets`` and ``sample_weights`` may be dicts keyed by output name (multitask models).
     ``random_crop`` (height, width): each image is cut to a random crop of that size, a fresh one
     every epoch, before any augmentation. ``max_zoom`` > 1 zooms each training image in by a random
-    factor up to it (``magnification_zoom``) before the recipe's augmentation.
+    factor up to it, as the first step of the "breakhis" recipe (see ``breakhis_augmenter``).
     """
+    if max_zoom > 1 and recipe != "breakhis":
+        raise ValueError(f"a magnification zoom belongs to the breakhis recipe, not {recipe!r}")
     tensors = (arrays.images, targets) if sample_weights is None else (arrays.images, targets, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
     if augment:
@@ -100,13 +101,10 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
     if augment:
-        augmenter = seed_augmenter(seed) if recipe == "idc" else breakhis_augmenter(seed)
-        zoom = magnification_zoom(seed, max_zoom) if max_zoom > 1 else None
+        augmenter = seed_augmenter(seed) if recipe == "idc" else breakhis_augmenter(seed, max_zoom)
 
         def _augment(images, *rest):
             images = tf.cast(images, tf.float32)
-            if zoom is not None:
-                images = zoom(images, training=True)
             images = augmenter(images, training=True)
             if recipe == "idc":
                 images = random_brightness(images, seed)
