@@ -218,17 +218,36 @@ def _cv_lines(records: dict[str, dict]) -> list[str]:
              f"Binary stage, every slide held out once, {cfg['epochs']} epochs at Adam {cfg['learning_rate']} "
              "(fixed: no held-out data steers training), one run per fold and recipe; the same folds for every "
              "recipe. Mean ± sd over folds; the slide level is the majority vote of a slide's fields.", "",
-             "| recipe (backbone start) | class weights | stain jitter | colour normalisation | folds run "
-             "| image balanced acc | sensitivity | specificity | slide balanced acc |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| recipe (backbone start) | field | weighting | stain jitter | colour normalisation | "
+             "magnification zoom | folds run | image balanced acc | sensitivity | specificity | slide balanced acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, record in records.items():
         c = record["config"]
         for start, levels in record["summary"].items():
             image, patient = levels["image"], levels["patient"]
-            lines.append(f"| {name} ({start}) | {'on' if c.get('class_weights') else 'off'} | "
+            lines.append(f"| {name} ({start}) | {_cv_field(c)} | {_cv_weighting(c)} | "
                          f"{'on' if c.get('stain_augment') else 'off'} | "
-                         f"{'on' if c.get('colour_normalise') else 'off'} | {image.get('folds', '?')} | "
+                         f"{'on' if c.get('colour_normalise') else 'off'} | "
+                         f"{_cv_zoom(c)} | {image.get('folds', '?')} | "
                          f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
                          f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
                          f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
     return lines
+
+
+def _cv_field(config: dict) -> str:
+    """How a CV row fed fields to the model; records older than the lever were all squashed."""
+    if config.get("field_geometry", "squash") == "squash":
+        return "squashed"
+    return f"fixed scale, {config.get('eval_crops', '?')} crops"
+
+
+def _cv_weighting(config: dict) -> str:
+    if config.get("slide_balance"):
+        return "slide balance"
+    return "class weights" if config.get("class_weights") else "none"
+
+
+def _cv_zoom(config: dict) -> str:
+    zoom = config.get("magnification_zoom", 1.0)
+    return f"up to {zoom:g}x" if zoom > 1 else "off"

@@ -96,3 +96,27 @@ def test_the_cards_test_figures_are_what_the_shipped_bundle_computes(card):
     assert balanced == pytest.approx(stated["balanced_accuracy"], abs=1e-12)
     routed = np.array([CLASSES.index(r.stages[1].label) for r in results])
     assert (routed == labels).mean() == pytest.approx(card["test"]["int8"]["image"]["routed"]["accuracy"], abs=1e-12)
+
+
+def test_the_cards_cv_table_names_every_lever_a_row_used():
+    """Each CV row says how fields were fed and weighed, so rows that differ only in a lever are told apart."""
+    from edgehisto.release.breakhis_card import _cv_lines
+
+    def record(**config):
+        figure = {"mean": 0.8, "sd": 0.05}
+        level = {"balanced_accuracy": figure, "sensitivity": figure, "specificity": figure, "folds": 3}
+        return {"config": {"folds": 3, "epochs": 6, "learning_rate": 1e-4, **config}, "n_groups": 49,
+                "n_images": 1174, "summary": {"idc": {"image": level, "patient": level}}}
+
+    lines = _cv_lines({"old": record(class_weights=True),
+                       "levers": record(field_geometry="fixed-scale", eval_crops=3, slide_balance=True,
+                                        magnification_zoom=2.0)})
+    header = next(line for line in lines if line.startswith("| recipe"))
+    rows = {line.split(" |")[0]: [cell.strip() for cell in line.split("|")[1:-1]]
+            for line in lines if line.startswith("| old") or line.startswith("| levers")}
+    columns = [cell.strip() for cell in header.split("|")[1:-1]]
+    assert all(len(cells) == len(columns) for cells in rows.values())
+    old, levers = (dict(zip(columns, rows[f"| {n} (idc)"], strict=True)) for n in ("old", "levers"))
+    assert (old["field"], old["weighting"], old["magnification zoom"]) == ("squashed", "class weights", "off")
+    assert (levers["field"], levers["weighting"], levers["magnification zoom"]) == (
+        "fixed scale, 3 crops", "slide balance", "up to 2x")
