@@ -226,7 +226,7 @@ def _cv_lines(records: dict[str, dict]) -> list[str]:
         for start, levels in record["summary"].items():
             image, patient = levels["image"], levels["patient"]
             lines.append(f"| {name} ({start}) | {_cv_field(c)} | {_cv_weighting(c)} | "
-                         f"{'on' if c.get('stain_augment') else 'off'} | "
+                         f"{_cv_stain(c)} | "
                          f"{'on' if c.get('colour_normalise') else 'off'} | "
                          f"{_cv_zoom(c)} | {image.get('folds', '?')} | "
                          f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
@@ -240,6 +240,11 @@ def _cv_field(config: dict) -> str:
     if config.get("field_geometry", "squash") == "squash":
         return "squashed"
     return f"fixed scale, {config.get('eval_crops', '?')} crops"
+
+
+def _cv_stain(config: dict) -> str:
+    jitter = [name for name, key in (("HSV", "stain_augment"), ("HED", "hed_augment")) if config.get(key)]
+    return " + ".join(jitter) or "off"
 
 
 def _cv_weighting(config: dict) -> str:

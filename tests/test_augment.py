@@ -48,6 +48,25 @@ def test_stain_jitter_changes_colour_but_not_geometry():
     assert np.abs(jittered - images.numpy()).max() > 1.0
 
 
+def test_hed_unmixing_round_trips_and_hed_jitter_scales_each_stain_within_its_range():
+    from edgehisto.train.augment import hed_jitter, hed_to_rgb, rgb_to_hed
+
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(np.float32))
+    assert np.abs(hed_to_rgb(rgb_to_hed(images)).numpy() - images.numpy()).max() < 0.05
+    # A field of haematoxylin alone: jitter without a shift keeps it haematoxylin, scaled by 0.8 to 1.2.
+    pure_h = hed_to_rgb(tf.constant(np.tile(np.array([0.6, 0.0, 0.0], np.float32), (64, 4, 4, 1))))
+    red, green, blue = pure_h.numpy()[0, 0, 0]
+    assert blue > red > green, "haematoxylin absorbs least blue, most green: a blue-purple"
+    stains = rgb_to_hed(hed_jitter(pure_h, seed=1, scale=0.2, shift=0.0)).numpy().reshape(64, -1, 3)
+    assert np.abs(stains[..., 1:]).max() < 0.02
+    ratios = stains[:, 0, 0] / 0.6
+    assert ratios.min() >= 0.8 - 0.02 and ratios.max() <= 1.2 + 0.02 and np.ptp(ratios) > 0.2
+    white = tf.fill((2, 4, 4, 3), 255.0)
+    assert np.abs(hed_jitter(white, seed=1, shift=0.0).numpy() - 255).max() < 0.05
+    shifted = hed_jitter(images, seed=2).numpy()
+    assert shifted.min() >= 0 and shifted.max() <= 255 and np.abs(shifted - images.numpy()).mean() > 1
+
+
 def _crop_offsets(crops: np.ndarray, images: np.ndarray) -> list[tuple[int, int]]:
     """Where each crop lies in its image, as (x, y); fails if a crop is not a window of its image."""
     offsets = []

@@ -108,9 +108,9 @@ def test_the_cards_cv_table_names_every_lever_a_row_used():
         return {"config": {"folds": 3, "epochs": 6, "learning_rate": 1e-4, **config}, "n_groups": 49,
                 "n_images": 1174, "summary": {"idc": {"image": level, "patient": level}}}
 
-    lines = _cv_lines({"old": record(class_weights=True),
+    lines = _cv_lines({"old": record(class_weights=True, stain_augment=True),
                        "levers": record(field_geometry="fixed-scale", eval_crops=3, slide_balance=True,
-                                        magnification_zoom=2.0)})
+                                        magnification_zoom=2.0, stain_augment=True, hed_augment=True)})
     header = next(line for line in lines if line.startswith("| recipe"))
     rows = {line.split(" |")[0]: [cell.strip() for cell in line.split("|")[1:-1]]
             for line in lines if line.startswith("| old") or line.startswith("| levers")}
@@ -120,3 +120,4 @@ def test_the_cards_cv_table_names_every_lever_a_row_used():
     assert (old["field"], old["weighting"], old["magnification zoom"]) == ("squashed", "class weights", "off")
     assert (levers["field"], levers["weighting"], levers["magnification zoom"]) == (
         "fixed scale, 3 crops", "slide balance", "up to 2x")
+    assert (old["stain jitter"], levers["stain jitter"]) == ("HSV", "HSV + HED")

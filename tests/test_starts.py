@@ -179,7 +179,8 @@ def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_f
     _squashed_fields(data / "more", data / "real")
     result = subprocess.run([sys.executable, "-m", "edgehisto", "train", "breakhis-cv", str(data), "--out",
                              str(tmp_path / "cv"), "--field-geometry", "fixed-scale", "--eval-crops", "2",
-                             "--slide-balance", "--magnification-zoom", "2", "--folds", "2", "--epochs", "1",
+                             "--slide-balance", "--magnification-zoom", "2", "--hed-augment", "--folds", "2",
+                             "--epochs", "1",
                              "--batch-size", "8", "--eager"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -188,7 +189,7 @@ def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_f
     config = record["config"]
     assert (config["field_geometry"], config["eval_crops"], config["slide_balance"]) == ("fixed-scale", 2, True)
     assert config["field_height"] == 147 and config["eager"] is True and len(record["folds"]) == 2
-    assert config["magnification_zoom"] == 2.0
+    assert config["magnification_zoom"] == 2.0 and config["hed_augment"] is True
     for fold in record["folds"]:
         for level in ("image", "patient"):
             accuracy = fold["starts"]["scratch"][level]["accuracy"]

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+# Ruifrok & Johnston's optical-density vectors of haematoxylin, eosin and DAB (rows), each of unit length.
+_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+HED_FROM_OD = np.linalg.inv(_STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True))
 
 
 def seed_augmenter(seed: int) -> keras.Sequential:
@@ -76,3 +81,28 @@ def stain_jitter(images: tf.Tensor, seed: int, hue: float = 0.06, saturation: fl
     rgb = tf.image.hsv_to_rgb(tf.stack([h, s, hsv[..., 2]], axis=-1)) * 255.0
     gains = tf.random.uniform([batch, 1, 1, 3], 1 - gain, 1 + gain, seed=seed + 12)
     return tf.clip_by_value(rgb * gains, 0.0, 255.0)
+
+
+def rgb_to_hed(images: tf.Tensor) -> tf.Tensor:
+    """0..255 float RGB to stain concentrations: optical density ``-ln((x + 1) / 256)`` unmixed into H, E, D."""
+    od = -tf.math.log((images + 1.0) / 256.0)
+    return tf.linalg.matvec(tf.constant(HED_FROM_OD.T, tf.float32), od)
+
+
+def hed_to_rgb(stains: tf.Tensor) -> tf.Tensor:
+    """The inverse of ``rgb_to_hed``, clipped to 0..255."""
+    od = tf.linalg.matvec(tf.constant(np.linalg.inv(HED_FROM_OD).T, tf.float32), stains)
+    return tf.clip_by_value(256.0 * tf.exp(-od) - 1.0, 0.0, 255.0)
+
+
+def hed_jitter(images: tf.Tensor, seed: int, scale: float = 0.2, shift: float = 0.1) -> tf.Tensor:
+    """Per-image stain jitter in H&E space, on 0..255 float RGB batches (``--hed-augment``).
+
+    Each image's haematoxylin, eosin and DAB amounts are each multiplied by a factor in
+    [1 - scale, 1 + scale] and moved by [-shift, shift] optical density: another lab's staining of
+    the same tissue. Unstained (white) glass stays white when ``shift`` is 0.
+    """
+    batch = tf.shape(images)[0]
+    factors = tf.random.uniform([batch, 1, 1, 3], 1 - scale, 1 + scale, seed=seed + 20)
+    shifts = tf.random.uniform([batch, 1, 1, 3], -shift, shift, seed=seed + 21)
+    return hed_to_rgb(rgb_to_hed(images) * factors + shifts)

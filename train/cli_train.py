@@ -213,7 +213,11 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True))
 @config_option(CVConfig, "split_key", "--split-key", type=click.Choice(get_args(SplitKey)))
 @config_option(CVConfig, "class_weights", "--class-weights/--no-class-weights")
-@config_option(CVConfig, "stain_augment", "--stain-augment/--no-stain-augment")
+@config_option(CVConfig, "stain_augment", "--stain-augment/--no-stain-augment",
+               help="Colour jitter in HSV plus per-channel gains while training.")
+@config_option(CVConfig, "hed_augment", "--hed-augment/--no-hed-augment",
+               help="Stain jitter in H&E space while training: each field's haematoxylin, eosin and DAB amounts "
+                    "scaled by up to 20% and shifted by up to 0.1 optical density.")
 @config_option(CVConfig, "colour_normalise", "--colour-normalise/--no-colour-normalise")
 @config_option(CVConfig, "field_geometry", "--field-geometry", type=click.Choice(FIELD_GEOMETRIES),
                help="squash: the whole field resized to a square, aspect lost (the seed's). fixed-scale: each "

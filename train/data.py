@@ -14,6 +14,7 @@ from edgehisto.bundle.progress import Progress, no_progress
 from edgehisto.errors import EdgehistoError
 from edgehisto.train.augment import (
     breakhis_augmenter,
+    hed_jitter,
     random_brightness,
     seed_augmenter,
     stain_jitter,
@@ -71,6 +72,7 @@ def make_dataset(
     augment: bool,
     seed: int,
     stain: bool = False,
+    hed: bool = False,
     recipe: str = "idc",
     sample_weights=None,
     random_crop: tuple[int, int] | None = None,
@@ -79,7 +81,8 @@ def make_dataset(
     """Batched, prefetched (image, target[, weight]) pipeline; augmentation only if asked.
 
     ``recipe`` picks the seed's augmentation ("idc": rotation/zoom/shift/flip/brightness;
-    "breakhis": flip/small rotation/zoom/contrast); ``stain`` adds colour jitter on top.
+    "breakhis": flip/small rotation/zoom/contrast); ``stain`` adds HSV colour jitter on top, ``hed``
+    stain jitter in H&E space (both may be on).
     ``targets`` and ``sample_weights`` may be dicts keyed by output name (multitask models).
     ``random_crop`` (height, width): each image is cut to a random crop of that size, a fresh one
     every epoch, before any augmentation. ``max_zoom`` > 1 zooms each training image in by a random
@@ -111,6 +114,8 @@ def make_dataset(
             images = tf.clip_by_value(images, 0.0, 255.0)
             if stain:
                 images = stain_jitter(images, seed)
+            if hed:
+                images = hed_jitter(images, seed)
             return (normalize_tf(images, spec), *rest)
 
         dataset = dataset.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -57,7 +57,8 @@ class CVConfig:
     input_size: int = 128
     split_key: str = "slide"
     class_weights: bool = False  # the seed's recipe: no class balance (benign is the scarce class)
-    stain_augment: bool = False  # HED-space stain jitter while training (``train/augment.py``)
+    stain_augment: bool = False  # colour jitter in HSV plus per-channel gains while training (``stain_jitter``)
+    hed_augment: bool = False  # stain jitter in H&E space while training (``hed_jitter``)
     colour_normalise: bool = False  # per-image colour normalisation declared in the spec (bundle/colour.py)
     field_geometry: str = "squash"  # one of FIELD_GEOMETRIES
     field_height: int = 147  # fixed-scale: every field resized to this height at 700:460 (147 -> 224x147)
@@ -181,7 +182,8 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
             sub = _rows(arrays, train)
             data = make_dataset(sub, keras.utils.to_categorical(binary[train], 2), spec, batch_size=config.batch_size,
                                 augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment,
-                                sample_weights=balance, random_crop=crop, max_zoom=config.magnification_zoom)
+                                hed=config.hed_augment, sample_weights=balance, random_crop=crop,
+                                max_zoom=config.magnification_zoom)
             model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
                           run_eagerly=config.eager)
