@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
     "default-model": "edgehisto.release.cli_default_model:default_model",
     "breakhis-model": "edgehisto.release.cli_breakhis_model:breakhis_model",
+    "breakhis-card": "edgehisto.release.cli_breakhis_model:breakhis_card",
     "classify": "edgehisto.runtime.cli_classify:classify",
     "evaluate": "edgehisto.evaluate.cli_evaluate:evaluate",
     "bench": "edgehisto.bench.cli_bench:bench",

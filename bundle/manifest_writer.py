@@ -63,3 +63,10 @@ def update_manifest(bundle_dir: Path, *, hash_files: bool = True, **entries) -> 
     manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
     manifest.update(entries)
     write_manifest(bundle_dir, manifest, hash_files=hash_files)
+
+
+def rehash_files(bundle_dir: Path, names: tuple[str, ...]) -> None:
+    """Hash the named files again, keeping every other entry (an installed bundle lists files it does not ship)."""
+    manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+    manifest["files"].update({name: entry for name, entry in file_entries(bundle_dir).items() if name in names})
+    write_manifest(bundle_dir, manifest, hash_files=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgehisto.bundle.manifest import PRECISIONS
 from edgehisto.datasets.tasks import END_TO_END_CLASSES
+from edgehisto.release.breakhis_card_cv import cv_lines, cv_target_line, later_cv_lines, probe_lines
 
 CLASSES = END_TO_END_CLASSES["breakhis"]
 
@@ -84,8 +85,9 @@ def render(card: dict) -> str:
                      f"a 100X field resized to 128) for {pre['config']['epochs']} epochs with H&E colour jitter; on "
                      f"its held-out IDC patients it reached balanced accuracy {pm['balanced_accuracy']:.3f}"
                      + ("." if pretrained else "; this model does not use it."))
-    lines += _cv_lines(card["cv"])
-    lines += _probe_lines(card.get("probes"))
+    lines += cv_lines(card["cv"])
+    lines += later_cv_lines(card.get("later_cv"), pre)
+    lines += probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",
               f"{card['shipped_mb']} MB: {len(card['onnx_files'])} ONNX files ({', '.join(card['onnx_files'])}): "
               "the backbone in fp32 and int8 (QDQ, per-channel; the manifest's quantization records the settings), "
@@ -119,6 +121,8 @@ def render(card: dict) -> str:
         recalls = " | ".join(pct(routed["per_class"][c]["recall"]) if support[c] else "—" for c in CLASSES)
         lines.append(f"| {precision} | {routed['accuracy']:.3f} | {routed['balanced_accuracy']:.3f} | "
                      f"{test[precision]['patient']['routed_accuracy']:.3f} | {recalls} |")
+    lines += branch_lines(test, card.get("seed_subtype_accuracy"))
+    lines += agreement_lines(card.get("parity"))
     lines += ["", "Confusion matrices (test patients): `card/held_out_binary_{fp32,int8}.png`, "
               "`card/held_out_routed_{fp32,int8}.png`. "
               "The `evaluate` report of the test patients, with Grad-CAM panels of correct and incorrect "
@@ -132,6 +136,7 @@ def render(card: dict) -> str:
               f"{pct(val['int8']['image']['binary']['balanced_accuracy'])}, routed 8-class accuracy "
               f"{val['int8']['image']['routed']['accuracy']:.3f}.", "",
               "## Target", _target_line(int8, target, len(test["patients"])), _collapse_line(test["int8"]), "",
+              cv_target_line(card), "",
               "## Candidates (chosen on the val patients)", "",
               f"Eligible: the files an installed copy ships (ONNX fp32 and int8, golden set, card) fit "
               f"{card['budget_mb']:.0f} MB, so that the wheel stays under 65 MB beside the IDC model. "
@@ -156,6 +161,7 @@ def render(card: dict) -> str:
               "BreaKHis-sized field; it cannot tell magnifications apart.",
               f"- Grad-CAM maps are {card['gradcam_shape'][0]}x{card['gradcam_shape'][1]} at this input size "
               "(DenseNet121's last block): they point at a region, they do not outline a lesion.",
+              *unknown_lines(card),
               "", "Reproduce: `make breakhis-model` (needs `../shared/data`). Seeds are fixed, but TensorFlow's CPU "
               "kernels are not bitwise deterministic, so a retrain lands close to, not exactly on, these numbers."]
     return "\n".join(lines)
@@ -196,63 +202,73 @@ def _target_line(measured: float | None, target: float, n_patients: int) -> str:
             "above is the better guide to what to expect.")
 
 
-def _probe_lines(probes: dict | None) -> list[str]:
-    if not probes:
+def branch_lines(test: dict, seed: dict | None) -> list[str]:
+    """Subtype accuracy within each branch of the routed confusion matrix, beside the seed's figures."""
+    lines = ["", "Subtypes within each branch (test fields): right end to end, and right among the fields the "
+             "binary stage sent into the branch" + (", against the seed's subtype accuracy" if seed else "") + ":",
+             "", "| precision | branch | fields | right end to end | routed into the branch | right among those |"
+             + (" the seed |" if seed else ""), "|---|---|---|---|---|---|" + ("---|" if seed else "")]
+    for precision in PRECISIONS:
+        matrix = test[precision]["image"]["routed"]["confusion_matrix"]
+        for branch, members in (("benign", range(0, 4)), ("malignant", range(4, 8))):
+            fields = sum(sum(matrix[i]) for i in members)
+            routed_in = sum(matrix[i][j] for i in members for j in members)
+            right = sum(matrix[i][i] for i in members)
+            row = (f"| {precision} | {branch} | {fields} | {_share(right, fields)} | {routed_in} | "
+                   f"{_share(right, routed_in)} |")
+            if seed:
+                row += f" {seed[branch]:.0%} ({_versus(right, routed_in, seed[branch])}) |"
+            lines.append(row)
+    return lines
+
+
+def agreement_lines(gates: list[dict] | None) -> list[str]:
+    """What the export's parity gates measured for int8 against fp32 on the held-out fields."""
+    if not gates:
         return []
-    lines = ["", f"Frozen features, logistic regression, the same grouped {probes['folds']}-fold CV "
-                 "(`edgehisto train breakhis-probe`): what a start's features carry before any fine-tuning.", "",
-             "| features | held-out binary balanced acc (mean ± sd) |", "|---|---|"]
-    names = {"pretrained_frozen": "IDC-pretrained DenseNet121, frozen", "random_frozen": "random DenseNet121, frozen",
-             "colour_statistics": "per-channel colour mean and std (6 numbers)"}
-    lines += [f"| {names.get(k, k)} | {v['mean']:.3f} ± {v['sd']:.3f} |" for k, v in probes["probes"].items()]
+    values = {(g["stage"], g["name"]): g for g in gates}
+    top1 = [(stage, g["value"]) for (stage, name), g in values.items() if name == "onnx_int8_top1_agreement"]
+    routed = values.get(("routed", "onnx_int8_label_agreement"))
+    cams = [g["value"] for (stage, name), g in values.items() if name == "gradcam_int8_mean_pearson"]
+    line = ("Int8 against fp32 on the held-out fields (the export's parity gates, `parity.json`): top-1 agreement "
+            + ", ".join(f"{stage.replace('_', ' ')} {value:.3f}" for stage, value in top1))
+    if routed:
+        line += f", routed 8-class labels {routed['value']:.3f} (gate ≥ {routed['threshold']})"
+    if cams:
+        line += f"; int8 Grad-CAM mean Pearson r {min(cams):.3f}-{max(cams):.3f} against fp32"
+    verdict = "every gate passed" if all(g["passed"] for g in gates) else "**a gate failed**"
+    return ["", f"{line}; {verdict}."]
+
+
+def unknown_lines(card: dict) -> list[str]:
+    """What the measurements on this card cannot tell."""
+    test = card["test"]
+    thin = [f"{m}X (n={f['binary']['n']})" for m, f in test["int8"]["by_magnification"].items()
+            if f["binary"]["n"] < 20]
+    missing = test["subtypes_without_patient"]
+    lines = ["", "## What is still unknown",
+             "- Full-size fields: every field it was trained and tested on was downscaled by 2 or squashed to "
+             "224x224. It accepts a 700x460 original, but its accuracy on one is not measured: none was available.",
+             "- Other laboratories, scanners and stains: all slides come from one institution. Colour alone "
+             "separates these patients" + (" (the colour-statistics probe above)" if card.get("probes") else "")
+             + ", so another lab's staining is a risk that no figure here measures.",
+             "- Whether its confidence means what it says: calibration was not measured."]
+    if missing:
+        lines.append(f"- Recall of {', '.join(missing)}: the test side holds no patient of "
+                     + ("it." if len(missing) == 1 else "them."))
+    if thin:
+        lines.append(f"- Magnifications with few test fields ({', '.join(thin)}): their figures above rest on "
+                     "one or two slides.")
+    lines.append("- Whether the levers that moved the CV mean by less than its spread over folds help at all: "
+                 "three folds cannot tell.")
     return lines
 
 
-def _cv_lines(records: dict[str, dict]) -> list[str]:
-    if not records:
-        return ["", "Grouped cross-validation: not run for this build."]
-    first = next(iter(records.values()))
-    cfg = first["config"]
-    lines = ["", f"## Choosing the recipe: grouped {cfg['folds']}-fold CV over {first['n_groups']} slide ids "
-                 f"({first['n_images']} fields)", "",
-             f"Binary stage, every slide held out once, {cfg['epochs']} epochs at Adam {cfg['learning_rate']} "
-             "(fixed: no held-out data steers training), one run per fold and recipe; the same folds for every "
-             "recipe. Mean ± sd over folds; the slide level is the majority vote of a slide's fields.", "",
-             "| recipe (backbone start) | field | weighting | stain jitter | colour normalisation | "
-             "magnification zoom | folds run | image balanced acc | sensitivity | specificity | slide balanced acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, record in records.items():
-        c = record["config"]
-        for start, levels in record["summary"].items():
-            image, patient = levels["image"], levels["patient"]
-            lines.append(f"| {name} ({start}) | {_cv_field(c)} | {_cv_weighting(c)} | "
-                         f"{_cv_stain(c)} | "
-                         f"{'on' if c.get('colour_normalise') else 'off'} | "
-                         f"{_cv_zoom(c)} | {image.get('folds', '?')} | "
-                         f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
-                         f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
-                         f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
-    return lines
+def _share(numerator: int, denominator: int) -> str:
+    return f"{numerator / denominator:.1%} ({numerator}/{denominator})" if denominator else "—"
 
 
-def _cv_field(config: dict) -> str:
-    """How a CV row fed fields to the model; records older than the lever were all squashed."""
-    if config.get("field_geometry", "squash") == "squash":
-        return "squashed"
-    return f"fixed scale, {config.get('eval_crops', '?')} crops"
-
-
-def _cv_stain(config: dict) -> str:
-    jitter = [name for name, key in (("HSV", "stain_augment"), ("HED", "hed_augment")) if config.get(key)]
-    return " + ".join(jitter) or "off"
-
-
-def _cv_weighting(config: dict) -> str:
-    if config.get("slide_balance"):
-        return "slide balance"
-    return "class weights" if config.get("class_weights") else "none"
-
-
-def _cv_zoom(config: dict) -> str:
-    zoom = config.get("magnification_zoom", 1.0)
-    return f"up to {zoom:g}x" if zoom > 1 else "off"
+def _versus(right: int, routed_in: int, seed: float) -> str:
+    if not routed_in:
+        return "not measurable"
+    return f"{100 * (right / routed_in - seed):+.1f} points"

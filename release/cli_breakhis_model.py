@@ -1,4 +1,4 @@
-"""``edgehisto breakhis-model --data DIR RUN:BUNDLE...``: choose and install the embedded BreaKHis bundle."""
+"""``edgehisto breakhis-model``: choose and install the embedded BreaKHis bundle; ``breakhis-card``: re-render it."""
 
 from __future__ import annotations
 
@@ -36,3 +36,25 @@ def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv
     installed = install(list(candidates), data_dir, cv=cv, pretrain=pretrain, probes=probes,
                         log=lambda line: click.echo(line, err=True))
     click.echo(f"installed {installed.dest} ({installed.total_bytes / 1e6:.2f} MB)")
+
+
+@click.command("breakhis-card")
+@click.option("--cv", "later_cv", type=_FILE, multiple=True,
+              help="cv.json of a `train breakhis-cv` run made after the model was trained; repeatable. "
+                   "Replaces the card's later rows.")
+@click.option("--pretrain", "later_pretrain", type=_FILE, default=None,
+              help="pretrain.json of the backbone those later rows started from (needed with --cv).")
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The bundle whose card to render (default: the embedded breakhis model).")
+def breakhis_card(later_cv: tuple[Path, ...], later_pretrain: Path | None, bundle_dir: Path | None) -> None:
+    """Render the installed BreaKHis model card again, optionally with later CV rows.
+
+    Nothing is measured again: the held-out figures are the card's own. Only the card's two files
+    and their sha256 entries in the manifest change.
+    """
+    from edgehisto.release.breakhis_model import refresh_card
+    from edgehisto.runtime.registry import BREAKHIS_MODEL, MODELS_DIR
+
+    dest = bundle_dir or MODELS_DIR / BREAKHIS_MODEL
+    card = refresh_card(dest, later_cv=later_cv, later_pretrain=later_pretrain)
+    click.echo(f"rendered {dest / 'MODEL_CARD.md'} ({len((card.get('later_cv') or {}).get('cv', {}))} later CV rows)")

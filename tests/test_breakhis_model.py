@@ -100,7 +100,7 @@ def test_the_cards_test_figures_are_what_the_shipped_bundle_computes(card):
 
 def test_the_cards_cv_table_names_every_lever_a_row_used():
     """Each CV row says how fields were fed and weighed, so rows that differ only in a lever are told apart."""
-    from edgehisto.release.breakhis_card import _cv_lines
+    from edgehisto.release.breakhis_card_cv import cv_lines
 
     def record(**config):
         figure = {"mean": 0.8, "sd": 0.05}
@@ -108,7 +108,7 @@ def test_the_cards_cv_table_names_every_lever_a_row_used():
         return {"config": {"folds": 3, "epochs": 6, "learning_rate": 1e-4, **config}, "n_groups": 49,
                 "n_images": 1174, "summary": {"idc": {"image": level, "patient": level}}}
 
-    lines = _cv_lines({"old": record(class_weights=True, stain_augment=True),
+    lines = cv_lines({"old": record(class_weights=True, stain_augment=True),
                        "levers": record(field_geometry="fixed-scale", eval_crops=3, slide_balance=True,
                                         magnification_zoom=2.0, stain_augment=True, hed_augment=True)})
     header = next(line for line in lines if line.startswith("| recipe"))
@@ -121,3 +121,44 @@ def test_the_cards_cv_table_names_every_lever_a_row_used():
     assert (levers["field"], levers["weighting"], levers["magnification zoom"]) == (
         "fixed scale, 3 crops", "slide balance", "up to 2x")
     assert (old["stain jitter"], levers["stain jitter"]) == ("HSV", "HSV + HED")
+
+
+def test_the_shipped_card_is_the_rendering_of_its_own_data(card):
+    """MODEL_CARD.md is never edited by hand: it is ``render(model_card.json)``."""
+    from edgehisto.release.breakhis_card import render
+
+    assert (BUNDLE / "MODEL_CARD.md").read_text() == render(card) + "\n"
+
+
+def test_breakhis_card_adds_later_cv_rows_to_a_copy_and_the_copy_still_verifies(tmp_path):
+    import shutil
+
+    from edgehisto.bundle.manifest import load_bundle
+
+    copy = tmp_path / "breakhis"
+    shutil.copytree(BUNDLE, copy)
+    before = {p.name: p.read_bytes() for p in copy.rglob("*.onnx")}
+    figure = {"mean": 0.91, "sd": 0.02}
+    level = {"balanced_accuracy": figure, "sensitivity": figure, "specificity": figure, "folds": 3}
+    cv = tmp_path / "cv-later-row" / "cv.json"
+    cv.parent.mkdir()
+    cv.write_text(json.dumps({"config": {"folds": 3, "seed": 1, "hed_augment": True}, "n_groups": 49,
+                              "n_images": 1174, "summary": {"idc": {"image": level, "patient": level}}}))
+    pretrain = tmp_path / "pretrain.json"
+    pretrain.write_text(json.dumps({"val_metrics": {"balanced_accuracy": 0.738}}))
+
+    refused = run("console script", "breakhis-card", "--bundle", copy, "--cv", cv, cwd=tmp_path)
+    assert refused.returncode != 0 and "--pretrain" in refused.stderr
+    assert (copy / "MODEL_CARD.md").read_bytes() == (BUNDLE / "MODEL_CARD.md").read_bytes()
+
+    done = run("console script", "breakhis-card", "--bundle", copy, "--cv", cv, "--pretrain", pretrain, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = (copy / "MODEL_CARD.md").read_text()
+    assert "### Levers measured after this model was trained" in text and "0.738" in text
+    row = next(line for line in text.splitlines() if line.startswith("| cv-later-row (idc)"))
+    assert "| HED |" in row and "| 1 | 3 | 0.910 ± 0.020 |" in row
+    # The later row beats both CV targets, so the CV target line names it as met.
+    assert "the best complete row, cv-later-row, measured 0.910" in text and "**met**" in text
+    load_bundle(copy)  # every shipped file, the card included, matches its sha256
+    assert {p.name: p.read_bytes() for p in copy.rglob("*.onnx")} == before
+    assert not list(tmp_path.glob(".*staged"))
