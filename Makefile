@@ -130,10 +130,11 @@ default-model: install
 # pretrained on the 245 IDC patients at 64 px (about the physical scale of a field at 128 px; 4 epochs,
 # about 30 minutes on 2 cores). breakhis-cv compares recipes by grouped 3-fold CV over the slide ids
 # (6 epochs each; nothing held out steers training; about 35 minutes a recipe): the seed's reference
-# (whole field squashed to 128, from scratch), class weights with H&E stain jitter, the IDC-pretrained
-# start, and that start with per-image colour normalisation. The IDC-pretrained start won (image
-# balanced accuracy 0.796 +- 0.082, slide 0.876 +- 0.074, against the reference's 0.780 +- 0.103 and
-# 0.849 +- 0.067). breakhis-model trains the multitask DenseNet121 from it on the train slides (val and
+# (whole field squashed to 128, from scratch), class weights with HSV colour jitter, the IDC-pretrained
+# start, and that start with one more lever each: colour normalisation, magnification zoom, fixed
+# scale, slide balance, H&E-space stain jitter (docs/commands.md has the table). The IDC-pretrained
+# start won (image balanced accuracy 0.796 +- 0.082, slide 0.876 +- 0.074, against the reference's
+# 0.780 +- 0.103 and 0.849 +- 0.067); no later lever beat it by more than the spread over folds. breakhis-model trains the multitask DenseNet121 from it on the train slides (val and
 # test slides held out by slide id), exports it and installs it with its card (about 40 minutes).
 BREAKHIS_RUNS := runs/breakhis
 BREAKHIS_PRETRAIN := $(BREAKHIS_RUNS)/pretrain-idc64
@@ -152,6 +153,12 @@ breakhis-cv: install $(BREAKHIS_PRETRAIN)/backbone.keras
 		--start $(BREAKHIS_START) --colour-normalise
 	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-magnification $(BREAKHIS_CV) \
 		--start $(BREAKHIS_START) --magnification-zoom 2
+	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-fixed-scale $(BREAKHIS_CV) \
+		--start $(BREAKHIS_START) --field-geometry fixed-scale
+	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-slide-balance $(BREAKHIS_CV) \
+		--start $(BREAKHIS_START) --slide-balance
+	$(EH) train breakhis-cv $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/cv-idc-hed $(BREAKHIS_CV) \
+		--start $(BREAKHIS_START) --hed-augment
 
 breakhis-model: install $(BREAKHIS_PRETRAIN)/backbone.keras
 	$(EH) train breakhis $(BREAKHIS_DATA) --out $(BREAKHIS_RUNS)/multitask-idc --arch multitask --epochs 6 \
