@@ -134,8 +134,9 @@ default-model: install
 # start, and that start with one more lever each: colour normalisation, magnification zoom, fixed
 # scale, slide balance, H&E-space stain jitter (docs/commands.md has the table). The IDC-pretrained
 # start won (image balanced accuracy 0.796 +- 0.082, slide 0.876 +- 0.074, against the reference's
-# 0.780 +- 0.103 and 0.849 +- 0.067); no later lever beat it by more than the spread over folds. breakhis-model trains the multitask DenseNet121 from it on the train slides (val and
-# test slides held out by slide id), exports it and installs it with its card (about 40 minutes).
+# 0.780 +- 0.103 and 0.849 +- 0.067). breakhis-model trains the multitask DenseNet121 from it on the
+# train slides (val and test slides held out by slide id), exports it and installs it with its card
+# (about 40 minutes).
 BREAKHIS_RUNS := runs/breakhis
 BREAKHIS_PRETRAIN := $(BREAKHIS_RUNS)/pretrain-idc64
 BREAKHIS_CV := --folds 3 --epochs 6 --seed 0
