@@ -68,5 +68,7 @@ def update_manifest(bundle_dir: Path, *, hash_files: bool = True, **entries) -> 
 def rehash_files(bundle_dir: Path, names: tuple[str, ...]) -> None:
     """Hash the named files again, keeping every other entry (an installed bundle lists files it does not ship)."""
     manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
-    manifest["files"].update({name: entry for name, entry in file_entries(bundle_dir).items() if name in names})
+    for name in names:
+        path = Path(bundle_dir) / name
+        manifest["files"][name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
     write_manifest(bundle_dir, manifest, hash_files=False)

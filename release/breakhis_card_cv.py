@@ -30,52 +30,74 @@ def cv_lines(records: dict[str, dict]) -> list[str]:
             "are of the Keras fp32 model of each fold.", "", *cv_table(records)]
 
 
-def later_cv_lines(later: dict | None, pretrain: dict | None) -> list[str]:
-    """Levers measured after this model was trained, each against a baseline on the backbone they shared."""
+def later_cv_lines(later: dict | None, pretrain: dict | None, epochs: int | None = None) -> list[str]:
+    """Levers measured after this model was trained, each against a baseline on the backbone they shared.
+
+    ``epochs``: the recipe table's; a later row trained for longer has that as its lever.
+    """
     if not later or not later.get("cv"):
         return []
     rebuilt = later["pretrain"]["val_metrics"]["balanced_accuracy"]
     shipped = pretrain["val_metrics"]["balanced_accuracy"] if pretrain else None
-    seeds = sorted({record["config"]["seed"] for record in later["cv"].values()})
+    seeds = sorted({record["config"].get("seed", "?") for record in later["cv"].values()}, key=str)
+    plain = [name for name, record in later["cv"].items()
+             if not _levers(record["config"]) and record["config"].get("epochs") == epochs]
     return ["", "### Levers measured after this model was trained",
-            "The IDC backbone was rebuilt for these rows with the same command on another machine; pretraining is "
-            f"not bit-reproducible across machines, and the rebuilt one reached IDC val balanced accuracy "
-            f"{rebuilt:.3f}" + (f" against {shipped:.3f} for the one above" if shipped is not None else "")
-            + ". Compare these rows with each other, not with the table above: the plain row (squashed, no "
-            f"weighting, no jitter, no zoom) is their baseline. Seeds {', '.join(map(str, seeds))}; seed 1 "
-            "trains every fold from other random draws. No row here is adopted unless it beats its baseline by "
-            "more than the spread over folds.", "", *cv_table(later["cv"])]
+            f"These rows started from another build of the IDC backbone, which reached IDC val balanced accuracy "
+            f"{rebuilt:.3f}" + (f" (the build above: {shipped:.3f})" if shipped is not None else "")
+            + "; pretraining is not bit-reproducible across machines. Compare these rows with each other, not "
+            "with the table above" + (f": {', '.join(plain)} is their baseline, with no lever on" if plain else "")
+            + f". Seeds: {', '.join(map(str, seeds))} (a seed sets a row's training draws, and its folds where "
+            "slides tie).", "", *cv_table(later["cv"])]
 
 
 def cv_target_line(card: dict) -> str:
-    """The grouped-CV targets against the best complete row on the card."""
+    """The grouped-CV targets against the best complete row of the recipe table (and of the later rows)."""
     targets = card["target"].get("cv")
-    rows = [(name, levels) for records in (card["cv"], (card.get("later_cv") or {}).get("cv", {}))
-            for name, record in records.items() for levels in record["summary"].values()
-            if levels["image"].get("folds") == record["config"]["folds"]]
-    if not targets or not rows:
+    best = _best_row(card["cv"])
+    if not targets or best is None:
         return ""
-    name, best = max(rows, key=lambda row: row[1]["image"]["balanced_accuracy"]["mean"])
-    image, slide = best["image"]["balanced_accuracy"], best["patient"]["balanced_accuracy"]
+    name, image, slide = best
     met = image["mean"] >= targets["image"] and slide["mean"] >= targets["slide"]
-    return (f"Grouped-CV binary balanced accuracy ≥ {targets['image']:.2f} (image) and ≥ {targets['slide']:.2f} (slide "
-            f"vote): the best complete row, {name}, measured {image['mean']:.3f} ± {image['sd']:.3f} and "
-            f"{slide['mean']:.3f} ± {slide['sd']:.3f}: **{'met' if met else 'not met'}**. These are the fold models' "
-            "Keras fp32 figures; int8 labels agree with fp32 on the held-out fields as stated above.")
+    line = (f"Grouped-CV binary balanced accuracy ≥ {targets['image']:.2f} (image) and ≥ {targets['slide']:.2f} "
+            f"(slide vote): the best complete row, {name}, measured {image['mean']:.3f} ± {image['sd']:.3f} and "
+            f"{slide['mean']:.3f} ± {slide['sd']:.3f}: **{'met' if met else 'not met'}**.")
+    later = _best_row((card.get("later_cv") or {}).get("cv", {}))
+    if later:
+        line += (f" The best later row, {later[0]}, on its own backbone: {later[1]['mean']:.3f} ± "
+                 f"{later[1]['sd']:.3f} and {later[2]['mean']:.3f} ± {later[2]['sd']:.3f}.")
+    return line + " These are the fold models' Keras fp32 figures; the fold models were not quantised."
+
+
+def _best_row(records: dict[str, dict]) -> tuple[str, dict, dict] | None:
+    """(name, image, slide balanced accuracy) of the row with the best image mean over all of its folds."""
+    rows = [(name, levels["image"]["balanced_accuracy"], levels["patient"]["balanced_accuracy"])
+            for name, record in records.items() for levels in record["summary"].values()
+            if levels["image"].get("folds") == record["config"].get("folds")]
+    return max(rows, key=lambda row: row[1]["mean"]) if rows else None
+
+
+def _levers(config: dict) -> list[str]:
+    """The levers a CV row had on, by the columns of ``cv_table``."""
+    cells = {"field": _cv_field(config) != "squashed", "weighting": _cv_weighting(config) != "none",
+             "stain": _cv_stain(config) != "off", "colour": bool(config.get("colour_normalise")),
+             "zoom": _cv_zoom(config) != "off"}
+    return [name for name, on in cells.items() if on]
 
 
 def cv_table(records: dict[str, dict]) -> list[str]:
     """One row per CV record and start: its levers, then mean ± sd over folds."""
     lines = ["| recipe (backbone start) | field | weighting | stain jitter | colour normalisation | "
-             "magnification zoom | seed | folds run | image balanced acc | sensitivity | specificity | "
+             "magnification zoom | epochs | seed | folds run | image balanced acc | sensitivity | specificity | "
              "slide balanced acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, record in records.items():
         c = record["config"]
         for start, levels in record["summary"].items():
             image, patient = levels["image"], levels["patient"]
             lines.append(f"| {name} ({start}) | {_cv_field(c)} | {_cv_weighting(c)} | {_cv_stain(c)} | "
-                         f"{'on' if c.get('colour_normalise') else 'off'} | {_cv_zoom(c)} | {c.get('seed', '?')} | "
+                         f"{'on' if c.get('colour_normalise') else 'off'} | {_cv_zoom(c)} | {c.get('epochs', '?')} | "
+                         f"{c.get('seed', '?')} | "
                          f"{image.get('folds', '?')} | "
                          f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
                          f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.manifest import PRECISIONS, load_bundle, runtime_needs
+from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, load_bundle, runtime_needs
 from edgehisto.bundle.manifest_writer import rehash_files, update_manifest
 from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.splits import read_split
@@ -189,30 +189,29 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
     """Render the installed bundle's card again from its ``model_card.json``; returns the card.
 
     The card's figures are not measured again. What ``render`` derives (the targets, the seed's
-    figures, the parity gates from the bundle's own ``parity.json``) is brought up to date, and
+    figures, the parity report from the bundle's own ``parity.json``) is brought up to date, and
     ``later_cv`` adds the rows of levers measured after the model was trained, from the backbone that
-    ``later_pretrain`` records. Only the two card files change; their sha256 entries in the manifest
-    are replaced and the bundle is loaded again before it is swapped in, so a failure keeps the
-    installed one.
+    ``later_pretrain`` records. Only the two card files and their manifest entries change; if the
+    bundle does not load afterwards, or anything fails on the way, the three files are put back.
     """
     if later_cv and later_pretrain is None:
         raise ExportError("later CV rows need --pretrain: the pretrain.json of the backbone they started from")
+    names = [path.parent.name for path in later_cv]
+    if len(set(names)) < len(names):
+        raise ExportError(f"two --cv records share a run name: {', '.join(sorted(names))}")
     card = json.loads((dest / "model_card.json").read_text())
     if later_cv:
         card["later_cv"] = {"pretrain": json.loads(later_pretrain.read_text()),
                             "cv": {path.parent.name: json.loads(path.read_text()) for path in later_cv}}
-    staged = dest.parent / f".{dest.name}.staged"
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(dest, staged)
-    card = _write_card(staged, card)
-    rehash_files(staged, CARD_FILES)
+    kept = {name: (dest / name).read_bytes() for name in (*CARD_FILES, MANIFEST)}
     try:
-        load_bundle(staged)  # every shipped file matches its sha256
-    except Exception:
-        shutil.rmtree(staged)
+        card = _write_card(dest, card)
+        rehash_files(dest, CARD_FILES)
+        load_bundle(dest)  # every shipped file matches its sha256
+    except BaseException:
+        for name, data in kept.items():
+            (dest / name).write_bytes(data)
         raise
-    shutil.rmtree(dest)
-    staged.rename(dest)
     return card
 
 
@@ -222,10 +221,11 @@ def _write_card(bundle_dir: Path, card: dict) -> dict:
     card["target"] = {"binary_balanced_accuracy_int8": TARGET_BINARY_BALANCED_ACCURACY,
                       "cv": TARGET_CV_BALANCED_ACCURACY}
     card["seed_subtype_accuracy"] = SEED_SUBTYPE_ACCURACY
-    card["parity"] = report.get("gates")
+    card["parity"] = {key: report[key] for key in ("gates", "reported") if key in report} or None
     card["caveat"] = caveat(card)
+    text = render(card) + "\n"  # rendered first: a card that does not render writes nothing
     (bundle_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (bundle_dir / "MODEL_CARD.md").write_text(render(card) + "\n")
+    (bundle_dir / "MODEL_CARD.md").write_text(text)
     return card
 
 

@@ -53,8 +53,8 @@ def breakhis_card(later_cv: tuple[Path, ...], later_pretrain: Path | None, bundl
     and their sha256 entries in the manifest change.
     """
     from edgehisto.release.breakhis_model import refresh_card
-    from edgehisto.runtime.registry import BREAKHIS_MODEL, MODELS_DIR
 
-    dest = bundle_dir or MODELS_DIR / BREAKHIS_MODEL
-    card = refresh_card(dest, later_cv=later_cv, later_pretrain=later_pretrain)
-    click.echo(f"rendered {dest / 'MODEL_CARD.md'} ({len((card.get('later_cv') or {}).get('cv', {}))} later CV rows)")
+    options = {"dest": bundle_dir} if bundle_dir else {}
+    card = refresh_card(**options, later_cv=later_cv, later_pretrain=later_pretrain)
+    rows = len((card.get("later_cv") or {}).get("cv", {}))
+    click.echo(f"rendered the card of {bundle_dir or 'the embedded breakhis model'} ({rows} later CV rows)")
