@@ -145,6 +145,16 @@ def test_the_breakhis_augmenter_zooms_first_only_when_asked_and_the_idc_recipe_r
                      seed=0, recipe="idc", max_zoom=2.0)
 
 
+def test_slide_calls_give_each_held_out_slide_its_share_of_fields_called_malignant():
+    from edgehisto.train.starts import slide_calls
+
+    truth = np.array([0, 0, 0, 1, 1])
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.4, 0.6]])
+    calls = slide_calls(truth, probabilities, np.array(["b", "b", "b", "m", "m"]))
+    assert calls == {"b": {"fields": 3, "malignant": False, "called_malignant": 0.333},
+                     "m": {"fields": 2, "malignant": True, "called_malignant": 1.0}}
+
+
 def _squashed_fields(root, source) -> None:
     """A manifest-listed folder of ``source``'s first slide's fields squashed to 224x224, as ``more/`` ships them."""
     import csv
@@ -191,6 +201,9 @@ def test_breakhis_cv_at_fixed_scale_with_slide_balance_records_its_options_and_f
     assert config["field_height"] == 147 and config["eager"] is True and len(record["folds"]) == 2
     assert config["magnification_zoom"] == 2.0 and config["hed_augment"] is True
     for fold in record["folds"]:
+        slides = fold["starts"]["scratch"]["slides"]
+        assert sorted(slides) == fold["held_out_groups"]
+        assert sum(s["fields"] for s in slides.values()) == fold["starts"]["scratch"]["image"]["n"]
         for level in ("image", "patient"):
             accuracy = fold["starts"]["scratch"][level]["accuracy"]
             assert accuracy is not None and np.isfinite(accuracy)

@@ -195,6 +195,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
             # The vote is per group of the split key (slide id by default): a patient's tissue.
             patient_truth, patient_pred = patient_vote(binary[held], probabilities, groups[held])
             entry["starts"][name] = {"image": images, "patient": binary_figures(patient_truth, patient_pred),
+                                     "slides": slide_calls(binary[held], probabilities, groups[held]),
                                      "seconds": round(time.perf_counter() - started, 1)}
             log(f"fold {fold + 1}/{len(folds)} {name}: held-out balanced accuracy {images['balanced_accuracy']:.3f} "
                 f"(sens {images['sensitivity']:.3f}, spec {images['specificity']:.3f}, n={images['n']}) "
@@ -205,6 +206,14 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
         (out_dir / "cv.json").write_text(json.dumps(record, indent=2))
     plot_cv(record, out_dir / "cv.png")
     return record
+
+
+def slide_calls(truth: np.ndarray, probabilities: np.ndarray, groups: np.ndarray) -> dict[str, dict]:
+    """Per held-out group: its fields, true class, and the share of its fields called malignant (class 1)."""
+    calls = probabilities.argmax(1)
+    return {str(g): {"fields": int((groups == g).sum()), "malignant": bool(truth[groups == g].max()),
+                     "called_malignant": round(float(calls[groups == g].mean()), 3)}
+            for g in sorted(set(groups.tolist()))}
 
 
 def _fixed_scale_spec(spec, dataset, config: CVConfig, log: Callable[[str], None]):
