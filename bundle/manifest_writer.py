@@ -20,8 +20,12 @@ UNLISTED = (MANIFEST, "parity.json")
 def file_entries(bundle_dir: Path) -> dict:
     """``{relative path: {sha256, bytes}}`` of every file of a bundle directory but its reports."""
     listed = sorted(p for p in Path(bundle_dir).rglob("*") if p.is_file() and p.name not in UNLISTED)
-    return {p.relative_to(bundle_dir).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
-            for p in listed}
+    return {p.relative_to(bundle_dir).as_posix(): _file_entry(p) for p in listed}
+
+
+def _file_entry(path: Path) -> dict:
+    """One file's manifest entry: its sha256 and size."""
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
 def write_manifest(bundle_dir: Path, manifest: dict, *, hash_files: bool = True) -> Path:
@@ -68,7 +72,5 @@ def update_manifest(bundle_dir: Path, *, hash_files: bool = True, **entries) -> 
 def rehash_files(bundle_dir: Path, names: tuple[str, ...]) -> None:
     """Hash the named files again, keeping every other entry (an installed bundle lists files it does not ship)."""
     manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
-    for name in names:
-        path = Path(bundle_dir) / name
-        manifest["files"][name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    manifest["files"].update({name: _file_entry(Path(bundle_dir) / name) for name in names})
     write_manifest(bundle_dir, manifest, hash_files=False)

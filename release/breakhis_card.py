@@ -86,8 +86,7 @@ def render(card: dict) -> str:
                      f"its held-out IDC patients it reached balanced accuracy {pm['balanced_accuracy']:.3f}"
                      + ("." if pretrained else "; this model does not use it."))
     lines += cv_lines(card["cv"])
-    recipe_epochs = next(iter(card["cv"].values()), {}).get("config", {}).get("epochs")
-    lines += later_cv_lines(card.get("later_cv"), pre, recipe_epochs)
+    lines += later_cv_lines(card.get("later_cv"), pre, _recipe_config(card).get("epochs"))
     lines += probe_lines(card.get("probes"))
     lines += ["", "## What this bundle holds, and why",
               f"{card['shipped_mb']} MB: {len(card['onnx_files'])} ONNX files ({', '.join(card['onnx_files'])}): "
@@ -265,11 +264,16 @@ def unknown_lines(card: dict) -> list[str]:
     if thin:
         lines.append(f"- Magnifications with few test fields ({', '.join(thin)}): their figures above rest on "
                      "too few fields to mean much.")
-    folds = next(iter(card["cv"].values()), {}).get("config", {}).get("folds")
+    folds = _recipe_config(card).get("folds")
     if folds:
         lines.append("- Whether the levers that moved the CV mean by less than its spread over folds help at all: "
                      f"{folds} folds cannot tell.")
     return lines
+
+
+def _recipe_config(card: dict) -> dict:
+    """The CV config of the recipe table (its rows share folds and epochs), or {} without one."""
+    return next(iter(card["cv"].values()), {}).get("config", {})
 
 
 def _share(numerator: int, denominator: int) -> str:

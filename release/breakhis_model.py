@@ -202,7 +202,8 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
     card = json.loads((dest / "model_card.json").read_text())
     if later_cv:
         card["later_cv"] = {"pretrain": json.loads(later_pretrain.read_text()),
-                            "cv": {path.parent.name: json.loads(path.read_text()) for path in later_cv}}
+                            "cv": {name: json.loads(path.read_text())
+                                   for name, path in zip(names, later_cv, strict=True)}}
     kept = {name: (dest / name).read_bytes() for name in (*CARD_FILES, MANIFEST)}
     try:
         card = _write_card(dest, card)

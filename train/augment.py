@@ -8,7 +8,8 @@ import tensorflow as tf
 
 # Ruifrok & Johnston's optical-density vectors of haematoxylin, eosin and DAB (rows), each of unit length.
 _STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-HED_FROM_OD = np.linalg.inv(_STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True))
+OD_FROM_HED = _STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True)
+HED_FROM_OD = np.linalg.inv(OD_FROM_HED)
 
 
 def seed_augmenter(seed: int) -> keras.Sequential:
@@ -91,7 +92,7 @@ def rgb_to_hed(images: tf.Tensor) -> tf.Tensor:
 
 def hed_to_rgb(stains: tf.Tensor) -> tf.Tensor:
     """The inverse of ``rgb_to_hed``, clipped to 0..255."""
-    od = tf.linalg.matvec(tf.constant(np.linalg.inv(HED_FROM_OD).T, tf.float32), stains)
+    od = tf.linalg.matvec(tf.constant(OD_FROM_HED.T, tf.float32), stains)
     return tf.clip_by_value(256.0 * tf.exp(-od) - 1.0, 0.0, 255.0)
 
 
