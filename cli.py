@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "export": "edgehisto.export.cli_export:export_cmd",
     "check-parity": "edgehisto.export.cli_parity:check_parity",
     "export-variants": "edgehisto.export.cli_variants:export_variants_cmd",
+    "cv-precision": "edgehisto.export.cli_cv_precision:cv_precision_cmd",
     "default-model": "edgehisto.release.cli_default_model:default_model",
     "breakhis-model": "edgehisto.release.cli_breakhis_model:breakhis_model",
     "breakhis-card": "edgehisto.release.cli_breakhis_model:breakhis_card",

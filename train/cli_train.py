@@ -238,6 +238,9 @@ def _parse_start(value: str) -> tuple[str, str | None]:
                     "(2: a 100X field seen as up to 200X); 1 is off.")
 @config_option(CVConfig, "seed", "--seed", type=int)
 @config_option(CVConfig, "eager", "--eager/--no-eager", help=EAGER_HELP)
+@config_option(CVConfig, "keep_models", "--keep-models/--no-keep-models",
+               help="Save each fold's Keras model in --out (about 30 MB each), so that `edgehisto cv-precision` can "
+                    "export every fold and score its held-out fields at fp32 and int8.")
 @click.pass_context
 def breakhis_cv_cmd(ctx: click.Context, data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""

@@ -12,6 +12,7 @@ therefore closer in scale than 128x128 (1.6 um/px), and about four times cheaper
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import time
@@ -26,6 +27,9 @@ from edgehisto.datasets.tasks import BREAKHIS
 from edgehisto.metrics.scores import binary_figures, grouped_folds, patient_vote
 
 START_SCRATCH = "scratch"
+CV_RECORD, HELD_OUT = "cv.json", "held_out.csv"  # a CV run's figures, and its per-field held-out outputs
+HELD_OUT_COLUMNS = ("fold", "start", "relpath", "group", "malignant", "p_malignant")
+FOLD_MODEL = "fold{fold}-{start}.keras"  # fold is 0-based, as in cv.json
 # squash: the whole field resized to input_size x input_size, aspect lost (the seed's; the reference row).
 # fixed-scale: the field at its true aspect resized to field_height (700:460), trained on random
 # input_size crops and scored on eval_crops fixed crops whose probabilities are averaged.
@@ -67,6 +71,7 @@ class CVConfig:
     magnification_zoom: float = 1.0  # > 1: training fields zoomed in at random by up to this factor
     seed: int = 0
     eager: bool = False  # Keras runs each step eagerly: no graph to build, slower steps (smoke runs)
+    keep_models: bool = False  # write each fold's Keras model (FOLD_MODEL), for ``edgehisto cv-precision``
     verbose: int = 2
 
     def __post_init__(self):
@@ -148,7 +153,9 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     """Train the binary stage once per (fold, start); score each held-out fold; write ``cv.json``.
 
     ``starts``: name -> None (from scratch) or a weight file for the backbone. Results are written
-    after every fold so an interrupted run keeps what it measured.
+    after every fold so an interrupted run keeps what it measured: ``cv.json``, and ``held_out.csv``
+    with every held-out field's malignant probability. ``config.keep_models`` also saves each fold's
+    model, which ``edgehisto cv-precision`` exports and scores at fp32 and int8.
     """
     import keras
 
@@ -171,6 +178,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     record = {"config": asdict(config), "starts": {k: (v and Path(v).name) for k, v in starts.items()},
               "n_images": len(labels), "n_groups": int(len(set(groups))), "folds": []}
     crop = None if config.field_geometry == "squash" else (config.input_size, config.input_size)
+    held_out_rows: list[tuple] = []
     for fold, held in enumerate(folds):
         train = np.setdiff1d(np.arange(len(labels)), held)
         entry = {"fold": fold, "held_out_groups": sorted({str(g) for g in groups[held]}),
@@ -191,6 +199,10 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
             model.fit(data, epochs=config.epochs, verbose=config.verbose, class_weight=weight,
                       callbacks=[fit_progress(log, f"fold {fold + 1}/{len(folds)} {name}", config.verbose)])
             probabilities = held_out_probabilities(model, _rows(arrays, held), spec, config)
+            if config.keep_models:
+                model.save(out_dir / FOLD_MODEL.format(fold=fold, start=name))
+            held_out_rows += [(fold, name, arrays.relpaths[i], str(groups[i]), int(binary[i]), round(float(p), 6))
+                              for i, p in zip(held, probabilities[:, 1], strict=True)]
             images = binary_figures(binary[held], probabilities.argmax(1))
             # The vote is per group of the split key (slide id by default): a patient's tissue.
             patient_truth, patient_pred = patient_vote(binary[held], probabilities, groups[held])
@@ -203,9 +215,17 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
             keras.backend.clear_session()
         record["folds"].append(entry)
         record["summary"] = summarize_cv(record)
-        (out_dir / "cv.json").write_text(json.dumps(record, indent=2))
+        (out_dir / CV_RECORD).write_text(json.dumps(record, indent=2))
+        _write_held_out(out_dir / HELD_OUT, held_out_rows)
     plot_cv(record, out_dir / "cv.png")
     return record
+
+
+def _write_held_out(path: Path, rows: list[tuple]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HELD_OUT_COLUMNS)
+        writer.writerows(rows)
 
 
 def slide_calls(truth: np.ndarray, probabilities: np.ndarray, groups: np.ndarray) -> dict[str, dict]:
