@@ -48,7 +48,30 @@ def later_cv_lines(later: dict | None, pretrain: dict | None, epochs: int | None
             + "; pretraining is not bit-reproducible across machines. Compare these rows with each other, not "
             "with the table above" + (f": {', '.join(plain)} is their baseline, with no lever on" if plain else "")
             + f". Seeds: {', '.join(map(str, seeds))} (a seed sets a row's training draws, and its folds where "
-            "slides tie).", "", *cv_table(later["cv"])]
+            "slides tie).", "", *cv_table(later["cv"]), *precision_lines(later.get("precision"))]
+
+
+def precision_lines(records: dict[str, dict] | None) -> list[str]:
+    """Later rows whose fold models were exported and scored at fp32 and int8 (``edgehisto cv-precision``)."""
+    if not records:
+        return []
+    lines = ["", "The same folds at the precision that ships (`edgehisto cv-precision`): each fold model exported "
+                 "as the bundle's stages are, its int8 calibrated on that fold's training fields only, and its "
+                 "held-out fields scored with onnxruntime. Agreement is with the level before it (fp32 with Keras, "
+                 "int8 with fp32), the lowest top-1 over folds and the largest |Δp|.", "",
+             "| run (start) | level | image balanced acc | slide balanced acc | top-1 agreement | max abs Δp |",
+             "|---|---|---|---|---|---|"]
+    for name, record in records.items():
+        for start, levels in record["summary"].items():
+            for level, figures in levels.items():
+                image, slide = figures["image"]["balanced_accuracy"], figures["patient"]["balanced_accuracy"]
+                agreements = [fold["starts"][start][level]["agreement"] for fold in record["folds"]
+                              if "agreement" in fold["starts"].get(start, {}).get(level, {})]
+                top1 = f"{min(a['top1'] for a in agreements):.3f}" if agreements else "—"
+                dp = f"{max(a['max_abs_dp'] for a in agreements):.4f}" if agreements else "—"
+                lines.append(f"| {name} ({start}) | {level} | {image['mean']:.3f} ± {image['sd']:.3f} | "
+                             f"{slide['mean']:.3f} ± {slide['sd']:.3f} | {top1} | {dp} |")
+    return lines
 
 
 def cv_target_line(card: dict) -> str:
@@ -66,6 +89,10 @@ def cv_target_line(card: dict) -> str:
     if later:
         line += (f" The best later row, {later[0]}, on its own backbone: {later[1]['mean']:.3f} ± "
                  f"{later[1]['sd']:.3f} and {later[2]['mean']:.3f} ± {later[2]['sd']:.3f}.")
+    measured = (card.get("later_cv") or {}).get("precision")
+    if measured:
+        return line + (" These are the fold models' Keras fp32 figures; " + ", ".join(measured)
+                       + " was also measured at int8, below.")
     return line + " These are the fold models' Keras fp32 figures; the fold models were not quantised."
 
 

@@ -185,13 +185,14 @@ def install(candidates: list[tuple[Path, Path]], data_dir: Path, *, cv: tuple[Pa
 
 
 def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Path, ...] = (),
-                 later_pretrain: Path | None = None) -> dict:
+                 later_pretrain: Path | None = None, later_precision: tuple[Path, ...] = ()) -> dict:
     """Render the installed bundle's card again from its ``model_card.json``; returns the card.
 
     The card's figures are not measured again. What ``render`` derives (the targets, the seed's
     figures, the parity report from the bundle's own ``parity.json``) is brought up to date, and
     ``later_cv`` adds the rows of levers measured after the model was trained, from the backbone that
-    ``later_pretrain`` records. Only the two card files and their manifest entries change; if the
+    ``later_pretrain`` records; ``later_precision`` (``cv_precision.json`` of some of those runs) adds their
+    folds at fp32 and int8. Only the two card files and their manifest entries change; if the
     bundle does not load afterwards, or anything fails on the way, the three files are put back.
     """
     if later_cv and later_pretrain is None:
@@ -199,11 +200,17 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
     names = [path.parent.name for path in later_cv]
     if len(set(names)) < len(names):
         raise ExportError(f"two --cv records share a run name: {', '.join(sorted(names))}")
+    measured = {path.parent.name: path for path in later_precision}
+    if set(measured) - set(names):
+        raise ExportError(f"--cv-precision of {', '.join(sorted(set(measured) - set(names)))}: "
+                          "give that run's cv.json with --cv too")
     card = json.loads((dest / "model_card.json").read_text())
     if later_cv:
         card["later_cv"] = {"pretrain": json.loads(later_pretrain.read_text()),
                             "cv": {name: json.loads(path.read_text())
                                    for name, path in zip(names, later_cv, strict=True)}}
+        if measured:
+            card["later_cv"]["precision"] = {name: json.loads(path.read_text()) for name, path in measured.items()}
     kept = {name: (dest / name).read_bytes() for name in (*CARD_FILES, MANIFEST)}
     try:
         card = _write_card(dest, card)

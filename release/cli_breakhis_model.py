@@ -44,9 +44,13 @@ def breakhis_model(candidates: tuple[tuple[Path, Path], ...], data_dir: Path, cv
                    "Replaces the card's later rows.")
 @click.option("--pretrain", "later_pretrain", type=_FILE, default=None,
               help="pretrain.json of the backbone those later rows started from (needed with --cv).")
+@click.option("--cv-precision", "later_precision", type=_FILE, multiple=True,
+              help="cv_precision.json of `edgehisto cv-precision` on one of the --cv runs: its folds at fp32 and "
+                   "int8; repeatable.")
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="The bundle whose card to render (default: the embedded breakhis model).")
-def breakhis_card(later_cv: tuple[Path, ...], later_pretrain: Path | None, bundle_dir: Path | None) -> None:
+def breakhis_card(later_cv: tuple[Path, ...], later_pretrain: Path | None, later_precision: tuple[Path, ...],
+                  bundle_dir: Path | None) -> None:
     """Render the installed BreaKHis model card again, optionally with later CV rows.
 
     Nothing is measured again: the held-out figures are the card's own. Only the card's two files
@@ -55,6 +59,6 @@ def breakhis_card(later_cv: tuple[Path, ...], later_pretrain: Path | None, bundl
     from edgehisto.release.breakhis_model import refresh_card
 
     options = {"dest": bundle_dir} if bundle_dir else {}
-    card = refresh_card(**options, later_cv=later_cv, later_pretrain=later_pretrain)
+    card = refresh_card(**options, later_cv=later_cv, later_pretrain=later_pretrain, later_precision=later_precision)
     rows = len((card.get("later_cv") or {}).get("cv", {}))
     click.echo(f"rendered the card of {bundle_dir or 'the embedded breakhis model'} ({rows} later CV rows)")

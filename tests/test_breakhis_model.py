@@ -165,6 +165,44 @@ def test_breakhis_card_adds_later_cv_rows_to_a_copy_and_the_copy_still_verifies(
     assert not list(tmp_path.glob(".*staged"))
 
 
+def test_breakhis_card_reports_a_later_runs_folds_at_int8_beside_its_fp32_row(tmp_path):
+    import shutil
+
+    copy = tmp_path / "breakhis"
+    shutil.copytree(BUNDLE, copy)
+    level = {"balanced_accuracy": {"mean": 0.8, "sd": 0.1}, "sensitivity": {"mean": 0.8, "sd": 0.1},
+             "specificity": {"mean": 0.8, "sd": 0.1}, "folds": 2}
+    run_dir = tmp_path / "cv-int8-row"
+    run_dir.mkdir()
+    (run_dir / "cv.json").write_text(json.dumps({"config": {"folds": 2, "seed": 1, "epochs": 6}, "n_groups": 49,
+                                                 "n_images": 1174, "summary": {"idc": {"image": level,
+                                                                                        "patient": level}}}))
+    int8 = {**level, "balanced_accuracy": {"mean": 0.765, "sd": 0.05}}
+    folds = [{"fold": k, "starts": {"idc": {"keras": {}, "fp32": {"agreement": {"top1": 1.0, "max_abs_dp": 1e-6}},
+                                            "int8": {"agreement": {"top1": top1, "max_abs_dp": dp}}}}}
+             for k, (top1, dp) in enumerate([(0.99, 0.02), (0.97, 0.06)])]
+    (run_dir / "cv_precision.json").write_text(json.dumps({
+        "folds": folds, "summary": {"idc": {"keras": {"image": level, "patient": level},
+                                            "fp32": {"image": level, "patient": level},
+                                            "int8": {"image": int8, "patient": level}}}}))
+    pretrain = tmp_path / "pretrain.json"
+    pretrain.write_text(json.dumps({"val_metrics": {"balanced_accuracy": 0.738}}))
+
+    refused = run("console script", "breakhis-card", "--bundle", copy, "--pretrain", pretrain,
+                  "--cv-precision", run_dir / "cv_precision.json", cwd=tmp_path)
+    assert refused.returncode != 0 and "--cv too" in refused.stderr
+    assert (copy / "MODEL_CARD.md").read_bytes() == (BUNDLE / "MODEL_CARD.md").read_bytes()
+
+    done = run("console script", "breakhis-card", "--bundle", copy, "--pretrain", pretrain, "--cv",
+               run_dir / "cv.json", "--cv-precision", run_dir / "cv_precision.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (copy / "MODEL_CARD.md").read_text().splitlines()
+    assert "| cv-int8-row (idc) | int8 | 0.765 ± 0.050 | 0.800 ± 0.100 | 0.970 | 0.0600 |" in lines
+    assert "| cv-int8-row (idc) | keras | 0.800 ± 0.100 | 0.800 ± 0.100 | — | — |" in lines
+    target = next(line for line in lines if line.startswith("Grouped-CV binary balanced accuracy"))
+    assert "cv-int8-row was also measured at int8" in target
+
+
 def test_a_refresh_that_fails_after_writing_puts_the_card_and_manifest_back(tmp_path, monkeypatch):
     import shutil
 
