@@ -26,18 +26,20 @@ def cv_precision_cmd(cv_dir: Path, data_dir: Path, like: Path | None, calibratio
     from edgehisto.bundle.manifest import load_bundle
     from edgehisto.export.cv_precision import cv_precision
     from edgehisto.export.quantize import QuantizationChoice
+    from edgehisto.metrics.scores import spread_text
     from edgehisto.runtime.registry import BREAKHIS_MODEL, MODELS_DIR
 
     bundle = load_bundle(like or MODELS_DIR / BREAKHIS_MODEL)
     recorded = bundle.quantization("binary")
     if not recorded:
         raise click.BadParameter(f"{bundle.path} records no quantisation of a binary stage", param_hint="--like")
-    choice = QuantizationChoice(**recorded)
+    known = QuantizationChoice.__dataclass_fields__
+    choice = QuantizationChoice(**{key: value for key, value in recorded.items() if key in known})
     count = calibration_images or recorded.get("calibration_images") or 128
     result = cv_precision(cv_dir, data_dir, choice, count, log=lambda line: click.echo(line, err=True))
     for name, levels in result["summary"].items():
         for level, figures in levels.items():
-            image, slide = figures["image"]["balanced_accuracy"], figures["patient"]["balanced_accuracy"]
-            click.echo(f"{name} {level}: balanced accuracy image {image['mean']:.3f} ± {image['sd']:.3f}, "
-                       f"slide {slide['mean']:.3f} ± {slide['sd']:.3f} over {figures['image']['folds']} folds")
+            image, slide = (spread_text(figures[side]["balanced_accuracy"]) for side in ("image", "patient"))
+            click.echo(f"{name} {level}: balanced accuracy image {image}, slide {slide} "
+                       f"over {figures['image']['folds']} folds")
     click.echo(f"wrote {cv_dir / 'cv_precision.json'}", err=True)

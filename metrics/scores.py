@@ -92,6 +92,11 @@ def patient_vote(truth: np.ndarray, probabilities: np.ndarray, patients: np.ndar
     return truths, votes
 
 
+def spread_text(figure: dict) -> str:
+    """``mean ± sd`` of a figure summarised over folds, or a dash when no fold could measure it."""
+    return "—" if figure.get("mean") is None else f"{figure['mean']:.3f} ± {figure['sd']:.3f}"
+
+
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
     """Held-out index arrays of a shuffled ``StratifiedGroupKFold`` over ``groups``, stratified by ``labels``.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgehisto.metrics.scores import spread_text
+
 
 def probe_lines(probes: dict | None) -> list[str]:
     """The frozen-feature probes' table, when the card has them."""
@@ -12,7 +14,7 @@ def probe_lines(probes: dict | None) -> list[str]:
              "| features | held-out binary balanced acc (mean ± sd) |", "|---|---|"]
     names = {"pretrained_frozen": "IDC-pretrained DenseNet121, frozen", "random_frozen": "random DenseNet121, frozen",
              "colour_statistics": "per-channel colour mean and std (6 numbers)"}
-    lines += [f"| {names.get(k, k)} | {v['mean']:.3f} ± {v['sd']:.3f} |" for k, v in probes["probes"].items()]
+    lines += [f"| {names.get(k, k)} | {spread_text(v)} |" for k, v in probes["probes"].items()]
     return lines
 
 
@@ -69,8 +71,8 @@ def precision_lines(records: dict[str, dict] | None) -> list[str]:
                               if "agreement" in fold["starts"].get(start, {}).get(level, {})]
                 top1 = f"{min(a['top1'] for a in agreements):.3f}" if agreements else "—"
                 dp = f"{max(a['max_abs_dp'] for a in agreements):.4f}" if agreements else "—"
-                lines.append(f"| {name} ({start}) | {level} | {image['mean']:.3f} ± {image['sd']:.3f} | "
-                             f"{slide['mean']:.3f} ± {slide['sd']:.3f} | {top1} | {dp} |")
+                lines.append(f"| {name} ({start}) | {level} | {spread_text(image)} | {spread_text(slide)} | {top1} | "
+                             f"{dp} |")
     return lines
 
 
@@ -83,12 +85,12 @@ def cv_target_line(card: dict) -> str:
     name, image, slide = best
     met = image["mean"] >= targets["image"] and slide["mean"] >= targets["slide"]
     line = (f"Grouped-CV binary balanced accuracy ≥ {targets['image']:.2f} (image) and ≥ {targets['slide']:.2f} "
-            f"(slide vote): the best complete row, {name}, measured {image['mean']:.3f} ± {image['sd']:.3f} and "
-            f"{slide['mean']:.3f} ± {slide['sd']:.3f}: **{'met' if met else 'not met'}**.")
+            f"(slide vote): the best complete row, {name}, measured {spread_text(image)} and "
+            f"{spread_text(slide)}: **{'met' if met else 'not met'}**.")
     later = _best_row((card.get("later_cv") or {}).get("cv", {}))
     if later:
-        line += (f" The best later row, {later[0]}, on its own backbone: {later[1]['mean']:.3f} ± "
-                 f"{later[1]['sd']:.3f} and {later[2]['mean']:.3f} ± {later[2]['sd']:.3f}.")
+        line += (f" The best later row, {later[0]}, on its own backbone: {spread_text(later[1])} and "
+                 f"{spread_text(later[2])}.")
     measured = (card.get("later_cv") or {}).get("precision")
     if measured:
         return line + (" These are the fold models' Keras fp32 figures; " + ", ".join(measured)
@@ -126,9 +128,9 @@ def cv_table(records: dict[str, dict]) -> list[str]:
                          f"{'on' if c.get('colour_normalise') else 'off'} | {_cv_zoom(c)} | {c.get('epochs', '?')} | "
                          f"{c.get('seed', '?')} | "
                          f"{image.get('folds', '?')} | "
-                         f"{image['balanced_accuracy']['mean']:.3f} ± {image['balanced_accuracy']['sd']:.3f} | "
+                         f"{spread_text(image['balanced_accuracy'])} | "
                          f"{image['sensitivity']['mean']:.3f} | {image['specificity']['mean']:.3f} | "
-                         f"{patient['balanced_accuracy']['mean']:.3f} ± {patient['balanced_accuracy']['sd']:.3f} |")
+                         f"{spread_text(patient['balanced_accuracy'])} |")
     return lines
 
 

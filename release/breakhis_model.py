@@ -200,7 +200,9 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
     names = [path.parent.name for path in later_cv]
     if len(set(names)) < len(names):
         raise ExportError(f"two --cv records share a run name: {', '.join(sorted(names))}")
-    measured = {path.parent.name: path for path in later_precision}
+    measured = {path.parent.name: _precision_record(path) for path in later_precision}
+    if len(measured) < len(later_precision):
+        raise ExportError(f"two --cv-precision records share a run name: {', '.join(sorted(measured))}")
     if set(measured) - set(names):
         raise ExportError(f"--cv-precision of {', '.join(sorted(set(measured) - set(names)))}: "
                           "give that run's cv.json with --cv too")
@@ -210,7 +212,7 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
                             "cv": {name: json.loads(path.read_text())
                                    for name, path in zip(names, later_cv, strict=True)}}
         if measured:
-            card["later_cv"]["precision"] = {name: json.loads(path.read_text()) for name, path in measured.items()}
+            card["later_cv"]["precision"] = measured
     kept = {name: (dest / name).read_bytes() for name in (*CARD_FILES, MANIFEST)}
     try:
         card = _write_card(dest, card)
@@ -221,6 +223,17 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
             (dest / name).write_bytes(data)
         raise
     return card
+
+
+def _precision_record(path: Path) -> dict:
+    """A ``cv_precision.json`` (``edgehisto cv-precision``), or an error naming the file."""
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as problem:
+        raise ExportError(f"{path}: not JSON ({problem})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("summary"), dict) or "folds" not in record:
+        raise ExportError(f"{path} is not a cv-precision record (no summary and folds)")
+    return record
 
 
 def _write_card(bundle_dir: Path, card: dict) -> dict:

@@ -74,20 +74,62 @@ def test_cv_precision_scores_every_fold_at_fp32_and_int8_against_the_stage_befor
     assert set(report["summary"]["scratch"]) == {"keras", "fp32", "int8"}
 
 
+def _refused(cv_dir, data, message):
+    result = _run("cv-precision", cv_dir, "--data", data, timeout=300)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-1500:]
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) == 1
+
+
 @pytest.mark.slow
-def test_cv_precision_refuses_a_run_without_models_or_with_other_data_in_one_line(cv_run, tmp_path):
+def test_cv_precision_refuses_missing_or_swapped_fold_models_and_other_data_in_one_line(cv_run, tmp_path):
+    import shutil
+
     from edgehisto.datasets.synth_breakhis import synthesize_breakhis
 
-    stripped = tmp_path / "no-models"
+    stripped, swapped = tmp_path / "no-models", tmp_path / "swapped"
     stripped.mkdir()
     for name in ("cv.json", "held_out.csv"):
         (stripped / name).write_bytes((cv_run / "cv" / name).read_bytes())
+    shutil.copytree(cv_run / "cv", swapped)
+    (swapped / "fold0-scratch.keras").write_bytes((cv_run / "cv" / "fold1-scratch.keras").read_bytes())
     synthesize_breakhis(tmp_path / "other" / "real", 8, seed=7, n_patients_per_subtype=1)
-    cases = {stripped: (cv_run / "data", "--keep-models"),
-             tmp_path: (cv_run / "data", "not a breakhis-cv run directory"),
-             cv_run / "cv": (tmp_path / "other", "does not hold the fields")}
-    for cv_dir, (data, message) in cases.items():
-        result = _run("cv-precision", cv_dir, "--data", data, timeout=300)
-        assert result.returncode != 0
-        assert message in result.stderr and "Traceback" not in result.stderr
-        assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) == 1
+    _refused(stripped, cv_run / "data", "--keep-models")
+    _refused(tmp_path, cv_run / "data", "not a breakhis-cv run directory")
+    _refused(cv_run / "cv", tmp_path / "other", "is not the data")
+    # Another fold's model scores these fields differently from the Keras probabilities listed.
+    _refused(swapped, cv_run / "data", "is not the model that scored them")
+
+
+def _fake_run(root, config=None, columns="fold,start,relpath,group,malignant,p_malignant"):
+    root.mkdir()
+    fold = {"fold": 0, "held_out_groups": ["1"], "starts": {"scratch": {"image": {"n": 1}}}}
+    (root / "cv.json").write_text(json.dumps({"config": config or {}, "n_images": 2, "folds": [fold]}))
+    (root / "held_out.csv").write_text(columns + "\n")
+    return root
+
+
+@pytest.mark.parametrize("case, message", [
+    ("fixed-scale", "squashed whole fields only"),
+    ("no p_malignant column", "lacks the column(s) p_malignant"),
+    ("not a record", "is not a breakhis-cv record"),
+])
+def test_cv_precision_refuses_runs_it_cannot_score_before_exporting_anything(tmp_path, case, message):
+    run_dir = tmp_path / "cv"
+    if case == "fixed-scale":
+        _fake_run(run_dir, {"field_geometry": "fixed-scale"})
+    elif case == "no p_malignant column":
+        _fake_run(run_dir, columns="fold,start,relpath,group,malignant")
+    else:
+        _fake_run(run_dir)
+        (run_dir / "cv.json").write_text(json.dumps({"config": [], "folds": {}}))
+    _refused(run_dir, tmp_path, message)
+
+
+def test_a_folds_training_fields_are_every_field_outside_its_held_out_groups():
+    from edgehisto.export.cv_precision import training_fields
+
+    relpaths = ["a1", "a2", "b1", "c1", "c2"]
+    groups = ["a", "a", "b", "c", "c"]
+    assert training_fields(relpaths, groups, ["a", "c"]) == ["b1"]
+    assert training_fields(relpaths, groups, []) == relpaths

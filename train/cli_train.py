@@ -239,20 +239,21 @@ def _parse_start(value: str) -> tuple[str, str | None]:
 @config_option(CVConfig, "seed", "--seed", type=int)
 @config_option(CVConfig, "eager", "--eager/--no-eager", help=EAGER_HELP)
 @config_option(CVConfig, "keep_models", "--keep-models/--no-keep-models",
-               help="Save each fold's Keras model in --out (about 30 MB each), so that `edgehisto cv-precision` can "
+               help="Save each fold's Keras model in --out (86 MB each), so that `edgehisto cv-precision` can "
                     "export every fold and score its held-out fields at fp32 and int8.")
 @click.pass_context
 def breakhis_cv_cmd(ctx: click.Context, data_dir: Path, out_dir: Path, starts: tuple[str, ...], **options) -> None:
     """Compare backbone starts on the BreaKHis binary stage by grouped k-fold CV over patients."""
     config = _cv_config(ctx, options)
     _starting(f"grouped {options['folds']}-fold CV on {data_dir} -> {out_dir}")
+    from edgehisto.metrics.scores import spread_text
     from edgehisto.train.starts import grouped_cv
 
     parsed = dict(_parse_start(s) for s in starts)
     record = grouped_cv(data_dir, out_dir, parsed, config, log=_progress)
     for name, levels in record["summary"].items():
         image = levels["image"]["balanced_accuracy"]
-        click.echo(f"{name}: held-out balanced accuracy {image['mean']:.3f} ± {image['sd']:.3f} "
+        click.echo(f"{name}: held-out balanced accuracy {spread_text(image)} "
                    f"over {levels['image']['folds']} folds")
 
 

@@ -24,12 +24,14 @@ import numpy as np
 
 from edgehisto.datasets.breakhis_fields import aspect_change, field_size
 from edgehisto.datasets.tasks import BREAKHIS
+from edgehisto.errors import DatasetLayoutError
 from edgehisto.metrics.scores import binary_figures, grouped_folds, patient_vote
 
 START_SCRATCH = "scratch"
 CV_RECORD, HELD_OUT = "cv.json", "held_out.csv"  # a CV run's figures, and its per-field held-out outputs
 HELD_OUT_COLUMNS = ("fold", "start", "relpath", "group", "malignant", "p_malignant")
 FOLD_MODEL = "fold{fold}-{start}.keras"  # fold is 0-based, as in cv.json
+CV_MODEL = "densenet121"  # the registered model every fold trains (the binary stage's)
 # squash: the whole field resized to input_size x input_size, aspect lost (the seed's; the reference row).
 # fixed-scale: the field at its true aspect resized to field_height (700:460), trained on random
 # input_size crops and scored on eval_crops fixed crops whose probabilities are averaged.
@@ -174,6 +176,11 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
     field_spec = spec if config.field_geometry == "squash" else _fixed_scale_spec(spec, dataset, config, log)
     log(f"decoding {len(labels)} images at {field_spec.input_size[1]}x{field_spec.input_size[0]}")
     arrays = load_tiles(dataset.root, dataset.relpaths, labels, field_spec)
+    if arrays.failures:  # the folds index the scanned fields: every one must load
+        relpath, problem = arrays.failures[0]
+        raise DatasetLayoutError(f"{len(arrays.failures)} fields did not load (first: {relpath}: {problem})")
+    for stale in out_dir.glob(FOLD_MODEL.format(fold="*", start="*")):
+        stale.unlink()  # an earlier run's fold models must not pass for this run's
     folds = grouped_folds(labels, groups, config.folds, config.seed)
     record = {"config": asdict(config), "starts": {k: (v and Path(v).name) for k, v in starts.items()},
               "n_images": len(labels), "n_groups": int(len(set(groups))), "folds": []}
@@ -192,7 +199,7 @@ def grouped_cv(data_dir: Path, out_dir: Path, starts: dict[str, str | None], con
                                 augment=True, seed=config.seed + fold, recipe="breakhis", stain=config.stain_augment,
                                 hed=config.hed_augment, sample_weights=balance, random_crop=crop,
                                 max_zoom=config.magnification_zoom)
-            model = create_model("densenet121", n_classes=2, input_size=config.input_size, weights=weights)
+            model = create_model(CV_MODEL, n_classes=2, input_size=config.input_size, weights=weights)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
                           run_eagerly=config.eager)
             weight = class_weight_map(binary[train], 2) if config.class_weights else None
