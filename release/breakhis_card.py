@@ -168,18 +168,27 @@ def render(card: dict) -> str:
 
 
 def caveat(card: dict) -> str | None:
-    """One line the kiosk shows beside every result when the model misses its held-out target."""
+    """One line the kiosk shows beside every result: the held-out target missed, or a subtype stage no better
+    than a guess on the test fields (the export's parity report, each stage alone)."""
     binary = card["test"]["int8"]["image"]["binary"]
     target = card["target"]["binary_balanced_accuracy_int8"]
     if binary["sensitivity"] == 0 or binary["specificity"] == 0:
         called = "benign" if binary["sensitivity"] == 0 else "malignant"
         return f"on patients it never saw it calls every field {called}: it does not generalise"
+    clauses = []
     measured = binary["balanced_accuracy"]
     if measured is None or measured < target:
         shown = "not measurable" if measured is None else f"{measured:.2f}"
-        return (f"on {len(card['test']['patients'])} slides it never saw, benign/malignant balanced accuracy is "
-                f"{shown} (int8), below the {target:.2f} target: treat a label as a hint")
-    return None
+        clauses.append(f"on {len(card['test']['patients'])} slides it never saw, benign/malignant balanced accuracy "
+                       f"is {shown} (int8), below the {target:.2f} target: treat a label as a hint")
+    reported = (card.get("parity") or {}).get("reported", {})
+    for branch in ("benign", "malignant"):
+        names = BREAKHIS.stages[f"{branch}_subtype"]
+        alone = reported.get(f"{branch}_subtype", {}).get("onnx_int8_accuracy")
+        if alone is not None and alone < 1 / len(names):
+            clauses.append(f"its {branch} subtype is right on {alone:.0%} of {branch} test fields, worse than a "
+                           f"guess among {len(names)}: ignore it")
+    return "; ".join(clauses) or None
 
 
 def _collapse_line(side: dict) -> str:

@@ -130,6 +130,25 @@ def test_the_shipped_card_is_the_rendering_of_its_own_data(card):
     assert (BUNDLE / "MODEL_CARD.md").read_text() == render(card) + "\n"
 
 
+def test_the_caveat_beside_every_result_names_a_subtype_stage_worse_than_a_guess(card):
+    """The kiosk shows ``caveat``: a subtype stage below chance on the test fields must be in it."""
+    import copy
+
+    from edgehisto.release.breakhis_card import caveat
+
+    assert card["caveat"] == caveat(card)  # the shipped line is the one its data gives
+    reported = card["parity"]["reported"]
+    edited = copy.deepcopy(card)
+    edited["parity"]["reported"]["benign_subtype"]["onnx_int8_accuracy"] = 0.24
+    edited["parity"]["reported"]["malignant_subtype"]["onnx_int8_accuracy"] = 0.26
+    line = caveat(edited)
+    assert "its benign subtype is right on 24% of benign test fields, worse than a guess among 4" in line
+    assert "malignant subtype" not in line
+    edited["parity"]["reported"]["benign_subtype"]["onnx_int8_accuracy"] = 0.25
+    assert "subtype" not in (caveat(edited) or "")
+    assert ("benign subtype" in card["caveat"]) == (reported["benign_subtype"]["onnx_int8_accuracy"] < 0.25)
+
+
 def test_breakhis_card_adds_later_cv_rows_to_a_copy_and_the_copy_still_verifies(tmp_path):
     import shutil
 
