@@ -32,6 +32,7 @@ from edgehisto.bundle.schema import validate_manifest
 from edgehisto.errors import BundleIntegrityError, BundleNotFound, UnsupportedManifest
 
 MANIFEST = "manifest.json"
+MODEL_CARD = "model_card.json"  # the card's data, written by release; its ``caveat`` is read here
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "int8")
 STAGE_KEYS = ("class_names", "output", "gradcam_layer", "files")
@@ -137,6 +138,16 @@ class Bundle:
     def arch(self) -> str:
         """``single``, or how several stages are built (``hierarchy``, ``multitask``)."""
         return self.manifest.get("arch", "single")
+
+    @property
+    def caveat(self) -> str | None:
+        """The model card's one-line warning against trusting a label (``model_card.json``), if it has one."""
+        try:
+            card = json.loads((self.path / MODEL_CARD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        line = card.get("caveat") if isinstance(card, dict) else None
+        return line if isinstance(line, str) and line else None
 
     @property
     def expected_input(self) -> ExpectedInput | None:

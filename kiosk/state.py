@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ class Kiosk:
             "routing": bundle.routing,
             "expected_input": bundle.expects,
             "intended_use": _intended_use(card),
-            "caveat": _caveat(self.bundle.path / "model_card.json"),
+            "caveat": bundle.caveat,
             "has_model_card": card.is_file(),
             "watching": self.settings.watch_dir is not None,
             "verification": self.verification,
@@ -121,11 +120,3 @@ def _intended_use(card: Path) -> str:
             if "not a diagnostic device" in line:
                 return re.sub(r"[*_`]", "", line).strip()
     return INTENDED_USE
-
-
-def _caveat(card_json: Path) -> str | None:
-    """The model card's one-line warning against trusting the model (``caveat``), if it has one."""
-    try:
-        return json.loads(card_json.read_text(encoding="utf-8")).get("caveat") or None
-    except (OSError, ValueError, AttributeError):
-        return None

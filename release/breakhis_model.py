@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgehisto.bundle.manifest import MANIFEST, PRECISIONS, load_bundle, runtime_needs
+from edgehisto.bundle.manifest import MANIFEST, MODEL_CARD, PRECISIONS, load_bundle, runtime_needs
 from edgehisto.bundle.manifest_writer import rehash_files, update_manifest
 from edgehisto.datasets.run_info import RunInfo
 from edgehisto.datasets.splits import read_split
@@ -43,7 +43,7 @@ TARGET_BINARY_BALANCED_ACCURACY = 0.85
 # subtype accuracy within each branch, which the routed 8-class figures are compared with.
 TARGET_CV_BALANCED_ACCURACY = {"image": 0.85, "slide": 0.90}
 SEED_SUBTYPE_ACCURACY = {"benign": 0.44, "malignant": 0.15}
-CARD_FILES = ("model_card.json", "MODEL_CARD.md")
+CARD_FILES = (MODEL_CARD, "MODEL_CARD.md")
 GOLDEN_SYNTH_IMAGES, GOLDEN_SYNTH_SEED = 64, 0
 CLASSES = END_TO_END_CLASSES["breakhis"]
 
@@ -206,7 +206,7 @@ def refresh_card(dest: Path = MODELS_DIR / BREAKHIS_MODEL, *, later_cv: tuple[Pa
     if set(measured) - set(names):
         raise ExportError(f"--cv-precision of {', '.join(sorted(set(measured) - set(names)))}: "
                           "give that run's cv.json with --cv too")
-    card = json.loads((dest / "model_card.json").read_text())
+    card = json.loads((dest / MODEL_CARD).read_text())
     if later_cv:
         card["later_cv"] = {"pretrain": json.loads(later_pretrain.read_text()),
                             "cv": {name: json.loads(path.read_text())
@@ -245,7 +245,7 @@ def _write_card(bundle_dir: Path, card: dict) -> dict:
     card["parity"] = {key: report[key] for key in ("gates", "reported") if key in report} or None
     card["caveat"] = caveat(card)
     text = render(card) + "\n"  # rendered first: a card that does not render writes nothing
-    (bundle_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (bundle_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
     (bundle_dir / "MODEL_CARD.md").write_text(text)
     return card
 

@@ -49,6 +49,8 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             allow_failed_parity=allow_failed_parity)
     if classifier.warning:
         click.echo(f"warning: {classifier.warning}", err=True)
+    if classifier.bundle.caveat:  # the card's one line against trusting a label, as the kiosk shows it
+        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
     inputs = expand_inputs(list(paths))
     classified = iter(classifier.classify_paths(
         [item.path for item in inputs if item.error is None], gradcam=gradcam_dir is not None,

@@ -55,6 +55,27 @@ def test_classify_by_name_routes_a_field_with_a_map_per_stage_and_warns_on_a_pat
         stages = {Path(f).name.split(".")[-3] for f in record["gradcam_files"]}
         assert stages == {"binary", record["subtype_stage"]}
     assert "far from what this model expects" in records[patch.name]["warning"]
+    # The card's one line against trusting a label reaches the command-line user too, once, on stderr.
+    caveat = json.loads((BUNDLE / "model_card.json").read_text())["caveat"]
+    assert caveat and done.stderr.count(f"caveat (model card): {caveat}\n") == 1
+
+
+def test_a_bundle_whose_card_has_no_caveat_prints_none(tmp_path):
+    import shutil
+
+    from edgehisto.bundle.manifest_writer import rehash_files
+
+    copy = tmp_path / "breakhis"
+    shutil.copytree(BUNDLE, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card["caveat"] = None
+    (copy / "model_card.json").write_text(json.dumps(card))
+    rehash_files(copy, ("model_card.json",))
+    field = tmp_path / "field.png"
+    cv2.imwrite(str(field), np.full((230, 350, 3), (200, 120, 190), np.uint8))
+    done = run("console script", "classify", field, "--model", copy, "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "caveat" not in done.stderr
 
 
 def test_the_package_copy_ships_no_real_image_and_fits_the_wheel_budget(card):
