@@ -54,6 +54,7 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
         with progress_reporter() as report:
             result = map_to_folder(sources[0], classifier, out_dir, options, cpu, progress=report)
         _report(result, tissue_threshold)
+        _caveat(classifier)
         if not result.complete:
             raise click.exceptions.Exit(1)
         return
@@ -70,8 +71,15 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
     out_dir.mkdir(parents=True, exist_ok=True)
     table = write_slides_table(results, out_dir / "slides.csv")
     click.echo(f"{len(results)} sources -> {table}")
+    _caveat(classifier)
     if not all(r.complete for r in results):
         raise click.exceptions.Exit(1)
+
+
+def _caveat(classifier) -> None:
+    """The model card's line against trusting a label, after the map's own lines (as classify prints it)."""
+    if classifier.bundle.caveat:
+        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
 
 
 def _report(result, tissue_threshold: float) -> None:

@@ -49,8 +49,6 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             allow_failed_parity=allow_failed_parity)
     if classifier.warning:
         click.echo(f"warning: {classifier.warning}", err=True)
-    if classifier.bundle.caveat:  # the card's one line against trusting a label, as the kiosk shows it
-        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
     inputs = expand_inputs(list(paths))
     classified = iter(classifier.classify_paths(
         [item.path for item in inputs if item.error is None], gradcam=gradcam_dir is not None,
@@ -64,6 +62,8 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             {name: stage.gradcam_display_peak for name, stage in classifier.stages.items()})
     records = [r.to_record() for r in results]
     click.echo(render(records, fmt), nl=False)
+    if classifier.bundle.caveat and any(r.ok for r in results):  # as the kiosk shows it beside a result
+        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
     failed = sum(1 for r in results if not r.ok)
     if failed:
         click.echo(f"{failed} of {len(results)} inputs failed", err=True)

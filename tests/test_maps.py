@@ -39,10 +39,14 @@ def patient(tmp_path) -> Path:
 
 
 def test_a_patch_folder_becomes_a_map_a_table_qupath_geojson_and_a_summary(patient, tmp_path):
+    from edgehisto.runtime.registry import resolve_bundle
+
     geojson = pytest.importorskip("geojson")
     out = tmp_path / "map"
     done = run("console script", "map", patient, "--model", "idc", "--out", out, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    caveat = json.loads((resolve_bundle("idc").path / "model_card.json").read_text())["caveat"]
+    assert not caveat or done.stderr.count(f"caveat (model card): {caveat}\n") == 1
     image = cv2.imread(str(out / "map.png"))
     assert image is not None and image.shape[1] <= 2000
     summary = json.loads((out / "summary.json").read_text())
