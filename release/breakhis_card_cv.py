@@ -48,7 +48,7 @@ def later_cv_lines(later: dict | None, pretrain: dict | None, epochs: int | None
             f"These rows started from another build of the IDC backbone, which reached IDC val balanced accuracy "
             f"{rebuilt:.3f}" + (f" (the build above: {shipped:.3f})" if shipped is not None else "")
             + "; pretraining is not bit-reproducible across machines. Compare these rows with each other, not "
-            "with the table above" + (f": {', '.join(plain)} is their baseline, with no lever on" if plain else "")
+            "with the table above" + (_baselines(plain) if plain else "")
             + f". Seeds: {', '.join(map(str, seeds))} (a seed sets a row's training draws, and its folds where "
             "slides tie).", "", *cv_table(later["cv"]), *precision_lines(later.get("precision"))]
 
@@ -74,6 +74,12 @@ def precision_lines(records: dict[str, dict] | None) -> list[str]:
                 lines.append(f"| {name} ({start}) | {level} | {spread_text(image)} | {spread_text(slide)} | {top1} | "
                              f"{dp} |")
     return lines
+
+
+def _baselines(plain: list[str]) -> str:
+    if len(plain) == 1:
+        return f": {plain[0]} is their baseline, with no lever on"
+    return f": {', '.join(plain[:-1])} and {plain[-1]} are their baselines, with no lever on (compare within a seed)"
 
 
 def cv_target_line(card: dict) -> str:

@@ -144,6 +144,25 @@ def test_the_cards_cv_table_names_every_lever_a_row_used():
     assert (old["stain jitter"], levers["stain jitter"]) == ("HSV", "HSV + HED")
 
 
+def test_later_rows_name_each_seeds_baseline():
+    from edgehisto.release.breakhis_card_cv import later_cv_lines
+
+    figure = {"mean": 0.8, "sd": 0.05}
+    level = {"balanced_accuracy": figure, "sensitivity": figure, "specificity": figure, "folds": 3}
+
+    def record(seed, **config):
+        return {"config": {"folds": 3, "epochs": 6, "seed": seed, **config},
+                "summary": {"idc": {"image": level, "patient": level}}}
+
+    later = {"pretrain": {"val_metrics": {"balanced_accuracy": 0.738}},
+             "cv": {"base": record(0), "hed": record(0, hed_augment=True), "base-s1": record(1)}}
+    text = "\n".join(later_cv_lines(later, None, epochs=6))
+    assert "base and base-s1 are their baselines, with no lever on (compare within a seed)" in text
+    assert "Seeds: 0, 1" in text
+    del later["cv"]["base-s1"]
+    assert ": base is their baseline, with no lever on" in "\n".join(later_cv_lines(later, None, epochs=6))
+
+
 def test_the_shipped_card_is_the_rendering_of_its_own_data(card):
     """MODEL_CARD.md is never edited by hand: it is ``render(model_card.json)``."""
     from edgehisto.release.breakhis_card import render
