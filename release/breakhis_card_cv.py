@@ -100,7 +100,7 @@ def cv_target_line(card: dict) -> str:
     measured = (card.get("later_cv") or {}).get("precision")
     if measured:
         return line + (" These are the fold models' Keras fp32 figures; " + ", ".join(measured)
-                       + " was also measured at int8, below.")
+                       + " was also measured at int8 (the table after the later levers).")
     return line + " These are the fold models' Keras fp32 figures; the fold models were not quantised."
 
 
