@@ -93,15 +93,30 @@ def cv_target_line(card: dict) -> str:
     line = (f"Grouped-CV binary balanced accuracy ≥ {targets['image']:.2f} (image) and ≥ {targets['slide']:.2f} "
             f"(slide vote): the best complete row, {name}, measured {spread_text(image)} and "
             f"{spread_text(slide)}: **{'met' if met else 'not met'}**.")
-    later = _best_row((card.get("later_cv") or {}).get("cv", {}))
+    later_records = (card.get("later_cv") or {}).get("cv", {})
+    later = _best_row(later_records)
     if later:
         line += (f" The best later row, {later[0]}, on its own backbone: {spread_text(later[1])} and "
-                 f"{spread_text(later[2])}.")
+                 f"{spread_text(later[2])}{_replicates(later_records, later[0])}.")
     measured = (card.get("later_cv") or {}).get("precision")
     if measured:
         return line + (" These are the fold models' Keras fp32 figures; " + ", ".join(measured)
                        + " was also measured at int8 (the table after the later levers).")
     return line + " These are the fold models' Keras fp32 figures; the fold models were not quantised."
+
+
+def _replicates(records: dict[str, dict], name: str) -> str:
+    """The same recipe under other seeds, as a clause: a best row that did not replicate must say so."""
+    def recipe(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in ("seed", "verbose", "eager", "keep_models")}
+
+    mine = recipe(records[name]["config"])
+    others = [(other, levels["image"]["balanced_accuracy"]) for other, record in records.items()
+              if other != name and recipe(record["config"]) == mine for levels in record["summary"].values()]
+    if not others:
+        return ""
+    return "; the same recipe under another seed: " + ", ".join(
+        f"{other} (seed {records[other]['config'].get('seed', '?')}) {spread_text(image)}" for other, image in others)
 
 
 def _best_row(records: dict[str, dict]) -> tuple[str, dict, dict] | None:

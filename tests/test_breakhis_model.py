@@ -163,6 +163,24 @@ def test_later_rows_name_each_seeds_baseline():
     assert ": base is their baseline, with no lever on" in "\n".join(later_cv_lines(later, None, epochs=6))
 
 
+def test_the_cv_target_line_shows_the_best_later_row_beside_its_other_seeds():
+    from edgehisto.release.breakhis_card_cv import cv_target_line
+
+    def record(mean, seed, **config):
+        figure = {"mean": mean, "sd": 0.05}
+        level = {"balanced_accuracy": figure, "sensitivity": figure, "specificity": figure, "folds": 3}
+        return {"config": {"folds": 3, "epochs": 6, "seed": seed, **config},
+                "summary": {"idc": {"image": level, "patient": level}}}
+
+    card = {"target": {"cv": {"image": 0.85, "slide": 0.9}}, "cv": {"ref": record(0.79, 0)},
+            "later_cv": {"cv": {"long": record(0.80, 0, epochs=12), "long-s1": record(0.75, 1, epochs=12),
+                                "short-s1": record(0.77, 1)}}}
+    line = cv_target_line(card)
+    assert "The best later row, long, on its own backbone: 0.800 ± 0.050" in line
+    assert "the same recipe under another seed: long-s1 (seed 1) 0.750 ± 0.050." in line
+    assert "short-s1 (seed" not in line  # another recipe is not a replicate
+
+
 def test_the_shipped_card_is_the_rendering_of_its_own_data(card):
     """MODEL_CARD.md is never edited by hand: it is ``render(model_card.json)``."""
     from edgehisto.release.breakhis_card import render
