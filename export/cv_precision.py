@@ -131,6 +131,11 @@ def _read_cv(cv_dir: Path) -> tuple[dict, list[dict]]:
     missing = [c for c in HELD_OUT_COLUMNS if c not in columns]
     if missing:
         raise ExportError(f"{held_path} lacks the column(s) {', '.join(missing)}")
+    for line, row in enumerate(held_out, start=2):
+        try:
+            int(row["fold"]), int(row["malignant"]), float(row["p_malignant"])
+        except (TypeError, ValueError):
+            raise ExportError(f"{held_path}, line {line}: fold, malignant and p_malignant must be numbers") from None
     if not _is_cv_record(record):
         raise ExportError(f"{record_path} is not a breakhis-cv record (config, and folds with their starts' figures)")
     return record, held_out

@@ -113,6 +113,7 @@ def _fake_run(root, config=None, columns="fold,start,relpath,group,malignant,p_m
     ("fixed-scale", "squashed whole fields only"),
     ("no p_malignant column", "lacks the column(s) p_malignant"),
     ("not a record", "is not a breakhis-cv record"),
+    ("a probability that is not a number", "line 2: fold, malignant and p_malignant must be numbers"),
 ])
 def test_cv_precision_refuses_runs_it_cannot_score_before_exporting_anything(tmp_path, case, message):
     run_dir = tmp_path / "cv"
@@ -120,6 +121,8 @@ def test_cv_precision_refuses_runs_it_cannot_score_before_exporting_anything(tmp
         _fake_run(run_dir, {"field_geometry": "fixed-scale"})
     elif case == "no p_malignant column":
         _fake_run(run_dir, columns="fold,start,relpath,group,malignant")
+    elif case == "a probability that is not a number":
+        _fake_run(run_dir, columns="fold,start,relpath,group,malignant,p_malignant\n0,scratch,a.png,1,0,high")
     else:
         _fake_run(run_dir)
         (run_dir / "cv.json").write_text(json.dumps({"config": [], "folds": {}}))
