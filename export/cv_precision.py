@@ -69,6 +69,9 @@ def cv_precision(cv_dir: Path, data_dir: Path, choice: QuantizationChoice, calib
               "calibration_requested": calibration_count, "levels": ["keras", *PRECISIONS], "folds": []}
     for fold in record["folds"]:
         entry = {"fold": fold["fold"], "starts": {}}
+        # Every start of a fold trained on the same slides: one calibration draw serves them all.
+        train = training_fields(every, groups, fold["held_out_groups"])
+        calibration = preprocessed_tiles(dataset.root, calibration_draw(train, calibration_count, config.seed), spec)
         for name in fold["starts"]:
             model_path = cv_dir / FOLD_MODEL.format(fold=fold["fold"], start=name)
             if not model_path.is_file():
@@ -77,11 +80,8 @@ def cv_precision(cv_dir: Path, data_dir: Path, choice: QuantizationChoice, calib
             if len(rows) != fold["starts"][name]["image"]["n"]:
                 raise ExportError(f"{HELD_OUT} has {len(rows)} fields of fold {fold['fold']} {name}; "
                                   f"{CV_RECORD} counts {fold['starts'][name]['image']['n']}")
-            train = training_fields(every, groups, fold["held_out_groups"])
             log(f"fold {fold['fold'] + 1}/{len(record['folds'])} {name}: exporting, calibrating int8 on "
-                f"{min(calibration_count, len(train))} of its {len(train)} training fields")
-            calibration = preprocessed_tiles(dataset.root, calibration_draw(train, calibration_count, config.seed),
-                                             spec)
+                f"{len(calibration)} of its {len(train)} training fields")
             images = preprocessed_tiles(dataset.root, [r["relpath"] for r in rows], spec)
             stage = StageSource("binary", model_path, ["benign", "malignant"], "softmax",
                                 model_spec(CV_MODEL).gradcam_layer)

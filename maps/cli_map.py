@@ -43,6 +43,7 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
     from edgehisto.cli_progress import progress_reporter
     from edgehisto.maps.engines import MapOptions, map_local, map_ray, map_to_folder, write_slides_table
     from edgehisto.runtime.classifier import Classifier
+    from edgehisto.runtime.cli_classify import echo_caveat
     from edgehisto.runtime.registry import resolve_bundle
     from edgehisto.runtime.verify import cpu_kind
 
@@ -54,7 +55,7 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
         with progress_reporter() as report:
             result = map_to_folder(sources[0], classifier, out_dir, options, cpu, progress=report)
         _report(result, tissue_threshold)
-        _caveat(classifier)
+        echo_caveat(classifier.bundle)  # after the map's own lines, as classify prints it
         if not result.complete:
             raise click.exceptions.Exit(1)
         return
@@ -71,15 +72,9 @@ def map_cmd(sources: tuple[Path, ...], model: str | None, out_dir: Path, precisi
     out_dir.mkdir(parents=True, exist_ok=True)
     table = write_slides_table(results, out_dir / "slides.csv")
     click.echo(f"{len(results)} sources -> {table}")
-    _caveat(classifier)
+    echo_caveat(classifier.bundle)
     if not all(r.complete for r in results):
         raise click.exceptions.Exit(1)
-
-
-def _caveat(classifier) -> None:
-    """The model card's line against trusting a label, after the map's own lines (as classify prints it)."""
-    if classifier.bundle.caveat:
-        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
 
 
 def _report(result, tissue_threshold: float) -> None:

@@ -62,12 +62,19 @@ def classify(paths: tuple[str, ...], bundle_dir: Path | None, precision: str, gr
                             {name: stage.gradcam_display_peak for name, stage in classifier.stages.items()})
     records = [r.to_record() for r in results]
     click.echo(render(records, fmt), nl=False)
-    if classifier.bundle.caveat and any(r.ok for r in results):  # as the kiosk shows it beside a result
-        click.echo(f"caveat (model card): {classifier.bundle.caveat}", err=True)
+    if any(r.ok for r in results):  # as the kiosk shows it beside a result
+        echo_caveat(classifier.bundle)
     failed = sum(1 for r in results if not r.ok)
     if failed:
         click.echo(f"{failed} of {len(results)} inputs failed", err=True)
         raise click.exceptions.Exit(1)
+
+
+def echo_caveat(bundle) -> None:
+    """The model card's one line against trusting a label, on stderr, when the card has one (classify, map)."""
+    line = bundle.caveat  # read from the card file on each access
+    if line:
+        click.echo(f"caveat (model card): {line}", err=True)
 
 
 # Characters that could end a row, forge a column or reorder text on a terminal: controls
